@@ -1,0 +1,214 @@
+"""The ``il-core`` command line (also ``python -m il_core``): collect, train, eval, info.
+
+Every sub-command prints its result as one JSON line on stdout (progress and logs go to
+stderr), so scripts can rely on it. Errors in user input exit with status 2 and a message
+naming the file, key or flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from il_core.config import ConfigError
+
+EXIT_USAGE = 2
+
+
+def _cmd_collect(args: argparse.Namespace) -> dict[str, Any]:
+    from il_core.collect import collect
+
+    return collect(
+        args.env, args.expert, args.episodes, args.seed, args.out, flush_every=args.flush_every
+    )
+
+
+def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+    from il_core.config import load_yaml, merge, parse_overrides
+    from il_core.train import train
+
+    raw: dict[str, Any] = {}
+    where = "command line"
+    if args.config:
+        raw = load_yaml(args.config)
+        where = str(args.config)
+    raw = merge(raw, parse_overrides(args.set or []))
+    return train(
+        args.data,
+        args.out,
+        raw,
+        policy_name=args.policy,
+        seed=args.seed,
+        resume=args.resume,
+        config_where=where,
+    )
+
+
+def _cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
+    from il_core.evaluate import evaluate
+
+    return evaluate(
+        args.checkpoint,
+        args.env,
+        args.episodes,
+        args.seed,
+        video=args.video,
+        video_episodes=args.video_episodes,
+        plot=args.plot,
+        max_steps=args.max_steps,
+    )
+
+
+def dataset_summary(path: Path) -> dict[str, Any]:
+    """Summary of a dataset directory: spec, episodes, steps, rates, success."""
+    import numpy as np
+
+    from il_core.data import EpisodeDataset
+
+    ds = EpisodeDataset(path)
+    eps = ds.episodes
+    labelled = [e.success for e in eps if e.success is not None]
+    rates = [e.measured_rate_hz for e in eps if e.measured_rate_hz]
+    return {
+        "type": "dataset",
+        "path": str(path),
+        "episodes": ds.num_episodes,
+        "steps": ds.num_steps,
+        "duration_s": float(sum(e.duration_s for e in eps)),
+        "control_rate_hz": ds.spec.control_rate_hz,
+        "measured_rate_hz_median": float(np.median(rates)) if rates else None,
+        "success_rate": float(np.mean(labelled)) if labelled else None,
+        "recovered_episodes": sum(1 for e in eps if e.recovered),
+        "spec": ds.spec.to_dict(),
+    }
+
+
+def checkpoint_summary(path: Path) -> dict[str, Any]:
+    """Summary of a checkpoint: policy, config, spec, training step and metrics."""
+    from il_core.checkpoint import policy_from_checkpoint_dict, read_checkpoint
+
+    data = read_checkpoint(path)
+    policy = policy_from_checkpoint_dict(data, str(path))
+    train = data.get("train", {})
+    return {
+        "type": "checkpoint",
+        "path": str(path),
+        "policy": data["policy"]["name"],
+        "parameters": sum(p.numel() for p in policy.parameters()),
+        "il_core_version": data.get("il_core_version"),
+        "step": train.get("step"),
+        "summary": train.get("summary"),
+        "datasets": train.get("datasets"),
+        "config": data["policy"]["config"],
+        "spec": data["spec"],
+    }
+
+
+def _cmd_info(args: argparse.Namespace) -> dict[str, Any]:
+    path = Path(args.path)
+    if path.is_dir():
+        return dataset_summary(path)
+    if path.is_file():
+        return checkpoint_summary(path)
+    raise FileNotFoundError(f"{path}: no such dataset directory or checkpoint file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests)."""
+    p = argparse.ArgumentParser(
+        prog="il-core", description="Imitation learning: collect, train, evaluate, inspect."
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("collect", help="record scripted-expert episodes into a dataset")
+    c.add_argument("--env", required=True, help="gymnasium env id, e.g. MountainCar-v0")
+    c.add_argument(
+        "--expert",
+        default="auto",
+        help="registered expert name, 'auto' (the env's default) or module:callable",
+    )
+    c.add_argument("--episodes", type=int, required=True, help="number of episodes")
+    c.add_argument("--seed", type=int, default=0, help="episode i is reset with seed + i")
+    c.add_argument("--out", required=True, help="dataset directory (created or appended)")
+    c.add_argument("--flush-every", type=int, default=50, help="steps between flushes")
+    c.set_defaults(func=_cmd_collect)
+
+    t = sub.add_parser("train", help="train a policy; writes OUT/policy.pt")
+    t.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        help="dataset directory; repeat to aggregate several",
+    )
+    t.add_argument("--policy", default=None, help="policy name (default: config or 'bc')")
+    t.add_argument("--config", default=None, help="YAML with policy: and train: sections")
+    t.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. train.steps=2000; repeatable",
+    )
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", required=True, help="output directory")
+    t.add_argument("--resume", default=None, help="checkpoint to resume from (last.pt)")
+    t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("eval", help="roll a checkpoint out in a gymnasium env")
+    e.add_argument("--checkpoint", required=True, help="policy.pt")
+    e.add_argument("--env", required=True, help="gymnasium env id")
+    e.add_argument("--episodes", type=int, default=50)
+    e.add_argument("--seed", type=int, default=1000, help="episode i is reset with seed + i")
+    e.add_argument("--video", default=None, help="write a .gif or .mp4 of the first episodes")
+    e.add_argument("--video-episodes", type=int, default=1)
+    e.add_argument("--plot", default=None, help="write a PNG of per-episode returns")
+    e.add_argument("--max-steps", type=int, default=None)
+    e.set_defaults(func=_cmd_eval)
+
+    i = sub.add_parser("info", help="summarise a dataset directory or a checkpoint")
+    i.add_argument("path")
+    i.set_defaults(func=_cmd_info)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point. Returns the process exit status."""
+    from il_core.checkpoint import CheckpointError
+    from il_core.spec import SpecError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        from il_core.data import DatasetError
+
+        user_errors: tuple[type[BaseException], ...] = (
+            ConfigError,
+            CheckpointError,
+            SpecError,
+            DatasetError,
+            FileNotFoundError,
+        )
+    except ImportError:  # pragma: no cover - il_core.data is part of the package
+        user_errors = (ConfigError, CheckpointError, SpecError, FileNotFoundError)
+    try:
+        result = args.func(args)
+    except user_errors as e:
+        print(f"il-core {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"il-core {args.command}: interrupted", file=sys.stderr)
+        return 130
+    print(json.dumps(result, default=str))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

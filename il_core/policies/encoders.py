@@ -1,0 +1,152 @@
+"""Observation encoders shared by all policy types.
+
+An :class:`ObservationEncoder` turns a normalised observation history into one feature
+vector: every vector key is passed through as is, every camera goes through a small CNN with a
+spatial-softmax keypoint head (robomimic's choice for manipulation: it keeps *where* things
+are, which average pooling throws away), and the per-step features of the k history steps are
+stacked. Later policies may swap the stacking for a sequence model without touching the
+per-step part.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from il_core.config import ConfigError
+from il_core.spec import DatasetSpec
+
+
+@dataclass
+class ImageEncoderConfig:
+    """Small CNN used for each camera.
+
+    Attributes:
+        channels: Output channels of the conv layers; the first has stride 2.
+        feature_dim: Size of each camera's feature vector.
+        shared: One CNN for all cameras (True) or one per camera (False).
+    """
+
+    channels: tuple[int, ...] = field(
+        default=(32, 32, 64), metadata={"help": "conv channels per layer"}
+    )
+    feature_dim: int = field(default=64, metadata={"help": "per-camera feature size"})
+    shared: bool = field(default=False, metadata={"help": "share one CNN across cameras"})
+
+    def __post_init__(self) -> None:
+        if not self.channels or min(self.channels) < 1:
+            raise ConfigError(f"image_encoder.channels must be positive, got {self.channels}")
+        if self.feature_dim < 1:
+            raise ConfigError("image_encoder.feature_dim must be >= 1")
+
+
+class SpatialSoftmax(nn.Module):
+    """Expected 2-D keypoint location per channel.
+
+    Input ``(N, C, H, W)``; output ``(N, 2C)`` with (x, y) in [-1, 1] per channel.
+    """
+
+    def __init__(self, height: int, width: int) -> None:
+        super().__init__()
+        ys, xs = torch.meshgrid(
+            torch.linspace(-1.0, 1.0, height), torch.linspace(-1.0, 1.0, width), indexing="ij"
+        )
+        self.register_buffer("pos", torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Keypoints of feature map ``x`` ``(N, C, H, W)`` -> ``(N, 2C)``."""
+        n, c = x.shape[:2]
+        attn = F.softmax(x.reshape(n, c, -1), dim=-1)
+        return (attn @ self.pos).reshape(n, 2 * c)
+
+
+class ConvEncoder(nn.Module):
+    """Conv stack + spatial softmax + linear: ``(N, C, H, W)`` -> ``(N, feature_dim)``."""
+
+    def __init__(self, in_shape: tuple[int, int, int], cfg: ImageEncoderConfig) -> None:
+        super().__init__()
+        h, w, c = in_shape
+        layers: list[nn.Module] = []
+        prev = c
+        for i, ch in enumerate(cfg.channels):
+            layers += [
+                nn.Conv2d(prev, ch, 5 if i == 0 else 3, stride=2 if i == 0 else 1),
+                nn.ReLU(),
+            ]
+            prev = ch
+        self.conv = nn.Sequential(*layers)
+        with torch.no_grad():
+            fh, fw = self.conv(torch.zeros(1, c, h, w)).shape[-2:]
+        self.keypoints = SpatialSoftmax(int(fh), int(fw))
+        self.proj = nn.Linear(2 * prev, cfg.feature_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Encode images ``(N, C, H, W)`` float -> ``(N, feature_dim)``."""
+        return self.proj(self.keypoints(self.conv(x)))
+
+
+class ObservationEncoder(nn.Module):
+    """Normalised observation history -> feature vector.
+
+    Args:
+        spec: Dataset spec (which keys are vectors, which are cameras).
+        n_obs_steps: History length k.
+        image_cfg: CNN settings for cameras.
+
+    Input: ``{key: (B, k, D)}`` vectors and ``{key: (B, k, C, H, W)}`` images, already
+    normalised (see :class:`il_core.normalize.Normalizer`). Output: ``(B, out_dim)``.
+    """
+
+    def __init__(self, spec: DatasetSpec, n_obs_steps: int, image_cfg: ImageEncoderConfig) -> None:
+        super().__init__()
+        self.vector_keys = spec.vector_keys
+        self.image_keys = spec.image_keys
+        self.n_obs_steps = n_obs_steps
+        self.cnns = nn.ModuleDict()
+        if self.image_keys:
+            shapes = {spec.observations[k].shape for k in self.image_keys}
+            if image_cfg.shared and len(shapes) != 1:
+                raise ConfigError(
+                    f"image_encoder.shared needs cameras of one shape, got {sorted(shapes)}"
+                )
+            for i, key in enumerate(self.image_keys):
+                name = f"cam{i}"
+                if image_cfg.shared and i > 0:
+                    self.cnns[name] = self.cnns["cam0"]
+                else:
+                    self.cnns[name] = ConvEncoder(spec.observations[key].shape, image_cfg)
+        per_step = sum(spec.observations[k].shape[0] for k in self.vector_keys)
+        per_step += image_cfg.feature_dim * len(self.image_keys)
+        self.step_dim = per_step
+        self.out_dim = per_step * n_obs_steps
+
+    def step_features(self, obs: dict[str, Tensor]) -> Tensor:
+        """Per-step features ``(B, k, step_dim)`` of a normalised history."""
+        feats = [obs[k] for k in self.vector_keys]
+        for i, key in enumerate(self.image_keys):
+            x = obs[key]
+            b, k = x.shape[:2]
+            f = self.cnns[f"cam{i}"](x.reshape(b * k, *x.shape[2:]))
+            feats.append(f.reshape(b, k, -1))
+        return torch.cat(feats, dim=-1)
+
+    def forward(self, obs: dict[str, Tensor]) -> Tensor:
+        """Stacked features ``(B, k * step_dim)``."""
+        f = self.step_features(obs)
+        return f.reshape(f.shape[0], -1)
+
+
+def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, dropout: float = 0.0) -> nn.Sequential:
+    """Plain ReLU MLP ``in_dim -> hidden... -> out_dim`` (no activation on the output)."""
+    layers: list[nn.Module] = []
+    prev = in_dim
+    for h in hidden:
+        layers += [nn.Linear(prev, h), nn.ReLU()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        prev = h
+    layers.append(nn.Linear(prev, out_dim))
+    return nn.Sequential(*layers)

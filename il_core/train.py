@@ -1,0 +1,439 @@
+"""Training: one loop for every registered policy, on one CPU/GPU or under ``torchrun``.
+
+Configuration is a YAML file with two sections, each validated by a dataclass (unknown keys
+are errors)::
+
+    policy:            # the policy's own config class, plus its registered name
+      name: bc
+      hidden_dims: [64, 64]
+    train:             # TrainConfig below
+      steps: 3000
+      batch_size: 256
+
+Batches are drawn without replacement per epoch from a permutation that depends only on
+``(seed, epoch, rank)``, so a run is reproducible on CPU and a resumed run continues with
+exactly the batches the uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+import il_core
+from il_core.batch import to_torch
+from il_core.checkpoint import read_checkpoint, save_checkpoint
+from il_core.config import ConfigError, from_dict, merge, to_dict
+from il_core.data import EpisodeDataset
+from il_core.policies import Policy, make_config, make_policy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (the ``train:`` section of a training config).
+
+    Attributes:
+        steps: Number of optimiser steps.
+        batch_size: Global batch size (split evenly across ``torchrun`` processes).
+        lr: Adam(W) learning rate.
+        weight_decay: AdamW weight decay.
+        lr_schedule: ``constant`` or ``cosine`` decay to 10% of ``lr``, after warm-up.
+        warmup_steps: Linear warm-up steps.
+        grad_clip: Gradient-norm clip (0 disables).
+        val_fraction: Fraction of episodes held out for validation (at least one when > 0
+            and the data has two or more episodes).
+        val_every: Validation period in steps (0 disables periodic validation).
+        log_every: Metric logging period in steps.
+        checkpoint_every: Period of resumable ``last.pt`` checkpoints (0: only at the end).
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
+        num_threads: torch intra-op threads (0 keeps torch's default).
+    """
+
+    steps: int = field(default=3000, metadata={"help": "optimiser steps"})
+    batch_size: int = field(default=256, metadata={"help": "global batch size"})
+    lr: float = field(default=1e-3, metadata={"help": "learning rate"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    lr_schedule: Literal["constant", "cosine"] = field(
+        default="constant", metadata={"help": "constant | cosine"}
+    )
+    warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps"})
+    grad_clip: float = field(default=10.0, metadata={"help": "grad-norm clip, 0 disables"})
+    val_fraction: float = field(default=0.1, metadata={"help": "episodes held out, 0..0.9"})
+    val_every: int = field(default=500, metadata={"help": "validation period, 0 disables"})
+    log_every: int = field(default=100, metadata={"help": "metric logging period"})
+    checkpoint_every: int = field(default=0, metadata={"help": "resumable checkpoint period"})
+    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda[:N]"})
+    num_threads: int = field(default=0, metadata={"help": "torch threads, 0 = default"})
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.steps >= 1, f"steps must be >= 1, got {self.steps}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.weight_decay >= 0, "weight_decay must be >= 0"),
+            (self.warmup_steps >= 0, "warmup_steps must be >= 0"),
+            (self.grad_clip >= 0, "grad_clip must be >= 0"),
+            (0.0 <= self.val_fraction <= 0.9, "val_fraction must be in [0, 0.9]"),
+            (self.val_every >= 0 and self.log_every >= 1, "val_every >= 0, log_every >= 1"),
+            (self.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
+            (self.num_threads >= 0, "num_threads must be >= 0"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+
+def resolve_config(
+    raw: dict[str, Any], policy_name: str | None = None, where: str = "config"
+) -> tuple[str, Any, TrainConfig]:
+    """Validate a raw ``{policy: {...}, train: {...}}`` dict.
+
+    Args:
+        raw: Merged YAML and ``--set`` overrides.
+        policy_name: ``--policy`` from the command line; overrides ``policy.name``.
+        where: File name for error messages.
+
+    Returns:
+        ``(policy_name, policy_config, train_config)``.
+
+    Raises:
+        ConfigError: naming the file and key.
+    """
+    unknown = sorted(set(raw) - {"policy", "train"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown top-level keys {unknown}; allowed: policy, train")
+    pol = dict(raw.get("policy") or {})
+    name = policy_name or pol.pop("name", None) or "bc"
+    pol.pop("name", None)
+    policy_cfg = make_config(name, pol, f"{where}: policy")
+    train_cfg = from_dict(TrainConfig, raw.get("train") or {}, f"{where}: train")
+    return name, policy_cfg, train_cfg
+
+
+@dataclass
+class _Dist:
+    """torchrun process-group facts (world 1 when not distributed)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed(device_pref: str) -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist()
+    import torch.distributed as dist
+
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device_pref != "cpu" and torch.cuda.is_available()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return _Dist(rank, world, local)
+
+
+def _select_device(pref: str, dist_info: _Dist) -> torch.device:
+    if pref == "cpu" or (pref == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if pref in ("auto", "cuda"):
+        return torch.device("cuda", dist_info.local_rank)
+    if not torch.cuda.is_available():
+        raise ConfigError(f"train.device={pref!r} but CUDA is not available")
+    return torch.device(pref)
+
+
+def split_episodes(
+    num_episodes: int, val_fraction: float, seed: int
+) -> tuple[list[int], list[int]]:
+    """Split episode indices into train and validation sets, seeded.
+
+    Returns:
+        ``(train_episodes, val_episodes)``; validation is empty when ``val_fraction`` is 0
+        or there is a single episode.
+    """
+    order = np.random.default_rng(seed).permutation(num_episodes)
+    n_val = 0
+    if val_fraction > 0 and num_episodes >= 2:
+        n_val = min(num_episodes - 1, max(1, round(val_fraction * num_episodes)))
+    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+
+
+class _BatchSampler:
+    """Epoch permutations depending only on (seed, epoch, rank): resumable by step number."""
+
+    def __init__(self, indices: np.ndarray, batch: int, seed: int, rank: int, world: int):
+        self.indices, self.batch, self.seed = indices, batch, seed
+        self.rank, self.world = rank, world
+        self.per_epoch = max(1, len(indices) // (batch * world))
+        self._epoch, self._perm = -1, indices
+
+    def __call__(self, step: int) -> np.ndarray:
+        epoch, pos = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            rng = np.random.default_rng([self.seed, epoch])
+            perm = self.indices[rng.permutation(len(self.indices))]
+            if len(perm) < self.batch * self.world:  # tiny data: sample with repetition
+                perm = np.resize(perm, self.batch * self.world)
+            self._epoch, self._perm = epoch, perm
+        start = (pos * self.world + self.rank) * self.batch
+        return self._perm[start : start + self.batch]
+
+
+def _lr_factor(cfg: TrainConfig, step: int) -> float:
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == "cosine":
+        t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+    return 1.0
+
+
+@torch.no_grad()
+def evaluate_loss(
+    policy: Policy,
+    dataset: EpisodeDataset,
+    indices: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    max_samples: int = 20000,
+) -> dict[str, float]:
+    """Mean of the policy's logged metrics over (up to ``max_samples``) windows."""
+    was_training = policy.training
+    policy.eval()
+    idx = indices[:: max(1, len(indices) // max_samples)]
+    totals: dict[str, float] = {}
+    n = 0
+    for s in range(0, len(idx), batch_size):
+        b = idx[s : s + batch_size]
+        batch = to_torch(dataset.window(b, policy.n_obs_steps, policy.horizon), device)
+        _, logs = policy(batch)
+        for k, v in logs.items():
+            totals[k] = totals.get(k, 0.0) + v * len(b)
+        n += len(b)
+    policy.train(was_training)
+    return {k: v / max(1, n) for k, v in totals.items()}
+
+
+class _MetricsCSV:
+    """Long-format CSV (step, split, name, value): any policy can log any metric."""
+
+    def __init__(self, path: Path, append: bool) -> None:
+        new = not (append and path.exists())
+        self._f = path.open("a" if append else "w", newline="", encoding="utf-8")
+        self._w = csv.writer(self._f)
+        if new:
+            self._w.writerow(["step", "split", "name", "value"])
+
+    def write(self, step: int, split: str, metrics: dict[str, float]) -> None:
+        for k, v in metrics.items():
+            self._w.writerow([step, split, k, f"{v:.6g}"])
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def train(
+    data: Sequence[str | Path],
+    out: str | Path,
+    raw_config: dict[str, Any] | None = None,
+    *,
+    policy_name: str | None = None,
+    seed: int = 0,
+    resume: str | Path | None = None,
+    progress: bool | None = None,
+    config_where: str = "config",
+) -> dict[str, Any]:
+    """Train a policy on one or more datasets and write ``out/policy.pt``.
+
+    Args:
+        data: Dataset directories (several are aggregated; specs must match).
+        out: Output directory: ``policy.pt`` (final), ``last.pt`` (resumable),
+            ``metrics.csv``, ``config.yaml`` (resolved config).
+        raw_config: ``{policy: {...}, train: {...}}`` (YAML merged with ``--set``).
+        policy_name: Overrides ``policy.name``.
+        seed: Seeds weights, the split and batch order.
+        resume: A ``last.pt``/``policy.pt`` to continue from (weights, optimiser, step).
+        progress: tqdm bar; ``None`` shows it only on a terminal.
+        config_where: Name of the config source for error messages.
+
+    Returns:
+        Summary: ``steps``, ``train_loss``, ``val_loss`` (or None), ``samples_per_s``,
+        ``checkpoint``, ``train_episodes``, ``val_episodes``.
+    """
+    from tqdm.auto import tqdm
+
+    raw = dict(raw_config or {})
+    ckpt_state: dict[str, Any] | None = None
+    if resume is not None:
+        ckpt_state = read_checkpoint(resume)
+        saved = ckpt_state.get("train", {}).get("raw_config") or {}
+        raw = merge(saved, raw)
+        policy_name = policy_name or ckpt_state["policy"]["name"]
+    name, policy_cfg, cfg = resolve_config(raw, policy_name, config_where)
+    dist_info = _init_distributed(cfg.device)
+    device = _select_device(cfg.device, dist_info)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    if cfg.batch_size % dist_info.world:
+        raise ConfigError(
+            f"train.batch_size={cfg.batch_size} is not divisible by the "
+            f"{dist_info.world} torchrun processes"
+        )
+    torch.manual_seed(seed)
+
+    dataset = EpisodeDataset([Path(d) for d in data])
+    train_eps, val_eps = split_episodes(dataset.num_episodes, cfg.val_fraction, seed)
+    train_idx = dataset.step_indices(train_eps)
+    val_idx = dataset.step_indices(val_eps) if val_eps else np.zeros(0, dtype=np.int64)
+    stats = dataset.stats(train_idx)
+    policy = make_policy(name, policy_cfg, dataset.spec, stats).to(device)
+    model: nn.Module = policy
+    if dist_info.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(
+            policy, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    optim = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start = 0
+    if ckpt_state is not None:
+        policy.load_state_dict(ckpt_state["state_dict"])
+        if "optimizer" in ckpt_state:
+            optim.load_state_dict(ckpt_state["optimizer"])
+        start = int(ckpt_state.get("train", {}).get("step", 0))
+        if "torch_rng" in ckpt_state.get("rng", {}):
+            torch.set_rng_state(ckpt_state["rng"]["torch_rng"])
+
+    out = Path(out)
+    resolved = {"policy": {"name": name, **to_dict(policy_cfg)}, "train": to_dict(cfg)}
+    metrics = None
+    if dist_info.main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+        metrics = _MetricsCSV(out / "metrics.csv", append=resume is not None)
+    sampler = _BatchSampler(
+        train_idx, cfg.batch_size // dist_info.world, seed, dist_info.rank, dist_info.world
+    )
+    k, h = policy.n_obs_steps, policy.horizon
+
+    def state(step: int, summary: dict[str, Any], with_optim: bool) -> dict[str, Any]:
+        extra: dict[str, Any] = {
+            "train": {
+                "step": step,
+                "seed": seed,
+                "raw_config": resolved,
+                "datasets": [str(Path(d).resolve()) for d in data],
+                "train_episodes": len(train_eps),
+                "val_episodes": len(val_eps),
+                "summary": summary,
+                "il_core_version": il_core.__version__,
+            },
+            "rng": {"torch_rng": torch.get_rng_state()},
+        }
+        if with_optim:
+            extra["optimizer"] = optim.state_dict()
+        return extra
+
+    policy.train()
+    # tqdm's disable=None shows the bar only on a terminal; other ranks never show one.
+    disable = True if not dist_info.main else (None if progress is None else not progress)
+    bar = tqdm(
+        total=cfg.steps,
+        initial=start,
+        disable=disable,
+        desc=f"train {name}",
+        unit="step",
+        dynamic_ncols=True,
+    )
+    running: dict[str, float] = {}
+    n_running = 0
+    last_val: dict[str, float] = {}
+    last_train: dict[str, float] = {}
+    train_time = 0.0
+    samples = 0
+    t0 = time.perf_counter()
+    for step in range(start, cfg.steps):
+        for g in optim.param_groups:
+            g["lr"] = cfg.lr * _lr_factor(cfg, step)
+        batch = to_torch(dataset.window(sampler(step), k, h), device)
+        loss, logs = model(batch)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+        optim.step()
+        samples += cfg.batch_size
+        for key, v in logs.items():
+            running[key] = running.get(key, 0.0) + v
+        n_running += 1
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            now = time.perf_counter()
+            train_time += now - t0
+            avg = {key: v / n_running for key, v in running.items()}
+            avg["lr"] = optim.param_groups[0]["lr"]
+            avg["samples_per_s"] = samples / max(train_time, 1e-9)
+            if metrics is not None:
+                metrics.write(done, "train", avg)
+            bar.set_postfix(loss=f"{avg.get('loss', float('nan')):.4g}")
+            last_train = avg
+            running, n_running = {}, 0
+            t0 = time.perf_counter()
+        bar.update(1)
+        if (
+            dist_info.main
+            and len(val_idx)
+            and cfg.val_every
+            and (done % cfg.val_every == 0 or done == cfg.steps)
+        ):
+            t_val = time.perf_counter()
+            last_val = evaluate_loss(policy, dataset, val_idx, cfg.batch_size, device)
+            if metrics is not None:
+                metrics.write(done, "val", last_val)
+            t0 += time.perf_counter() - t_val  # validation time is not training throughput
+        if dist_info.main and cfg.checkpoint_every and done % cfg.checkpoint_every == 0:
+            save_checkpoint(out / "last.pt", policy, state(done, {}, with_optim=True))
+    bar.close()
+    summary = {
+        "policy": name,
+        "steps": cfg.steps,
+        "train_loss": last_train.get("loss"),
+        "val_loss": last_val.get("loss"),
+        "samples_per_s": samples / max(train_time, 1e-9) if samples else None,
+        "train_episodes": len(train_eps),
+        "val_episodes": len(val_eps),
+        "checkpoint": str(out / "policy.pt"),
+    }
+    if dist_info.main:
+        save_checkpoint(out / "policy.pt", policy, state(cfg.steps, summary, with_optim=True))
+        if metrics is not None:
+            metrics.close()
+    if dist_info.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+    return summary
+
+
+__all__ = ["TrainConfig", "evaluate_loss", "resolve_config", "split_episodes", "to_torch", "train"]

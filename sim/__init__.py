@@ -1,0 +1,94 @@
+"""Simulators and scripted experts for il_ros.
+
+Importing :mod:`sim` registers this package's own gymnasium environments (ids under the
+``il_ros/`` namespace) through :func:`register_envs`, so ``gymnasium.make("il_ros/...")``
+and :func:`il_core.envs.make_env` resolve them. ``il_core`` never imports :mod:`sim` at
+module import; ``make_env`` imports it lazily.
+
+To add an environment, append an :class:`EnvRegistration` to :data:`ENV_REGISTRATIONS`
+(``entry_point`` as a ``"module:Class"`` string, so the module is only imported when the env
+is made).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+
+from sim.experts import (
+    DEFAULT_EXPERTS,
+    EXPERTS,
+    CartPoleLinearExpert,
+    Expert,
+    ExpertError,
+    FunctionExpert,
+    MountainCarVelocityExpert,
+    load_expert,
+)
+
+__all__ = [
+    "DEFAULT_EXPERTS",
+    "ENV_NAMESPACE",
+    "ENV_REGISTRATIONS",
+    "EXPERTS",
+    "CartPoleLinearExpert",
+    "EnvRegistration",
+    "Expert",
+    "ExpertError",
+    "FunctionExpert",
+    "MountainCarVelocityExpert",
+    "load_expert",
+    "register_envs",
+]
+
+#: Namespace of the env ids this package registers (``"il_ros/Name-v0"``).
+ENV_NAMESPACE = "il_ros"
+
+
+@dataclass(frozen=True)
+class EnvRegistration:
+    """Arguments of one :func:`gymnasium.register` call.
+
+    Attributes:
+        id: Full env id, ``"il_ros/Name-vN"``.
+        entry_point: ``"module:Class"`` string, imported lazily by gymnasium on ``make``.
+        max_episode_steps: Time limit applied by gymnasium's ``TimeLimit`` wrapper.
+        kwargs: Default constructor keyword arguments.
+    """
+
+    id: str
+    entry_point: str
+    max_episode_steps: int | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+#: The envs :func:`register_envs` registers. None yet; later issues add theirs here.
+ENV_REGISTRATIONS: tuple[EnvRegistration, ...] = ()
+
+
+def register_envs() -> list[str]:
+    """Register this package's gymnasium envs; safe to call any number of times.
+
+    An id that is already in :data:`gymnasium.registry` is skipped (gymnasium would only warn
+    and overwrite, but re-registering on every import of a reloaded module is noise).
+
+    Returns:
+        The ids registered by this call (empty when all were registered already).
+    """
+    added: list[str] = []
+    for reg in ENV_REGISTRATIONS:
+        if reg.id in gym.registry:
+            continue
+        gym.register(
+            id=reg.id,
+            entry_point=reg.entry_point,
+            max_episode_steps=reg.max_episode_steps,
+            kwargs=dict(reg.kwargs),
+        )
+        added.append(reg.id)
+    return added
+
+
+register_envs()
