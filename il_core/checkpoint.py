@@ -56,6 +56,8 @@ def save_checkpoint(path: str | Path, policy: Policy, extra: dict[str, Any] | No
     data.update(extra or {})
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        # mkstemp creates 0600 files; a checkpoint is meant to be shared with the robot user.
+        os.fchmod(fd, 0o644)
         with os.fdopen(fd, "wb") as f:
             torch.save(data, f)
             f.flush()

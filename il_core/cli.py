@@ -186,18 +186,23 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    try:
-        from il_core.data import DatasetError
+    from il_core.data import DatasetError
+    from il_core.envs import UnknownEnvError
 
-        user_errors: tuple[type[BaseException], ...] = (
-            ConfigError,
-            CheckpointError,
-            SpecError,
-            DatasetError,
-            FileNotFoundError,
-        )
-    except ImportError:  # pragma: no cover - il_core.data is part of the package
-        user_errors = (ConfigError, CheckpointError, SpecError, FileNotFoundError)
+    user_errors: tuple[type[BaseException], ...] = (
+        ConfigError,
+        CheckpointError,
+        SpecError,
+        DatasetError,
+        UnknownEnvError,
+        FileNotFoundError,
+    )
+    try:  # sim is optional for il_core; its expert errors are user errors when it is there
+        from sim.experts import ExpertError
+
+        user_errors += (ExpertError,)
+    except ImportError:  # pragma: no cover
+        pass
     try:
         result = args.func(args)
     except user_errors as e:

