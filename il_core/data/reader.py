@@ -1,0 +1,477 @@
+"""Random-access training windows over one or several datasets: :class:`EpisodeDataset`."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from il_core.constants import (
+    ACTION,
+    ACTION_MASK,
+    EPISODE_INDEX,
+    EXTRAS,
+    FRAME_INDEX,
+    OBS,
+    OBS_MASK,
+    TIMESTAMP,
+)
+from il_core.data.codec import CodecError, decode_image
+from il_core.data.episode import Episode, EpisodeInfo
+from il_core.data.errors import DatasetError
+from il_core.data.format import (
+    EPISODES,
+    INPROGRESS_PREFIX,
+    META,
+    EpisodeArrays,
+    concat_frames,
+    images_filename,
+    list_episode_numbers,
+    load_episode_dir,
+    read_meta,
+    spec_differences,
+)
+from il_core.spec import DatasetSpec
+
+logger = logging.getLogger(__name__)
+
+
+DEFAULT_CACHE_BUDGET = 2 * 1024**3
+IMAGE_STATS_SAMPLES = 256
+
+
+class EpisodeDataset:
+    """Committed episodes of one or several datasets, loaded for training.
+
+    All vector data (observations, actions, extras, timestamps) is concatenated into flat
+    ``(N, ...)`` arrays at construction, so :meth:`window` is a handful of vectorised
+    gathers. Camera frames are either decoded once at construction and kept in memory
+    (``cache_images``), or kept encoded in memory and decoded per window.
+
+    Global step indices run over all episodes in order (roots in the given order, episodes
+    by number within a root); episode ``e`` covers
+    ``episode_starts[e] : episode_starts[e] + episode_lengths[e]``.
+
+    Attributes:
+        spec: The spec of the first root (the others were checked to match).
+        roots: The dataset directories.
+        episodes: :class:`EpisodeInfo` per episode, ``index`` = global episode index.
+        episode_starts: ``(E,)`` int64 global index of each episode's first step.
+        episode_lengths: ``(E,)`` int64 steps per episode.
+        images_cached: Whether decoded frames are held in memory.
+    """
+
+    def __init__(
+        self,
+        roots: str | Path | Sequence[str | Path],
+        *,
+        cache_images: bool | None = None,
+        cache_budget_bytes: int = DEFAULT_CACHE_BUDGET,
+        on_error: Literal["raise", "skip"] = "raise",
+        num_threads: int | None = None,
+    ):
+        """Load and validate every committed episode.
+
+        In-progress directories (episodes being written, or left by a crash) are ignored
+        with a warning; run :func:`il_core.data.recover` to commit or delete abandoned ones.
+
+        Args:
+            roots: One dataset directory or a sequence of them (for example the rounds of
+                DAgger). Their specs must match (codec settings and metadata may differ).
+            cache_images: True to decode all frames at construction and keep them, False to
+                decode per window, None to cache if the decoded frames fit in
+                ``cache_budget_bytes``.
+            cache_budget_bytes: Memory budget for the automatic choice (default 2 GiB).
+            on_error: ``"raise"`` (default) raises on the first bad episode; ``"skip"``
+                logs it and loads the others.
+            num_threads: Threads decoding the cache at construction (OpenCV releases the
+                GIL while decoding); default: the number of CPUs.
+
+        Raises:
+            DatasetError: naming the root, episode, file and key of bad data, or both roots
+                when their specs differ.
+        """
+        if isinstance(roots, (str, os.PathLike)):
+            roots = [roots]
+        self.roots: list[Path] = [Path(r) for r in roots]
+        if not self.roots:
+            raise DatasetError("no dataset directory given")
+        if on_error not in ("raise", "skip"):
+            raise DatasetError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        specs = [read_meta(r) for r in self.roots]
+        self.spec: DatasetSpec = specs[0]
+        for root, spec in zip(self.roots[1:], specs[1:], strict=True):
+            diffs = spec_differences(self.spec, spec)
+            if diffs:
+                raise DatasetError(
+                    f"spec of {root} does not match spec of {self.roots[0]}: " + "; ".join(diffs),
+                    path=root / META,
+                )
+
+        loaded: list[tuple[Path, dict[str, Any], EpisodeArrays]] = []
+        for root in self.roots:
+            loaded += self._load_root(root, on_error)
+        image_keys = self.spec.image_keys
+        frame_bytes = sum(int(np.prod(self.spec.observations[k].shape)) for k in image_keys)
+        total_bytes = frame_bytes * sum(arrays.length for *_, arrays in loaded)
+        self.images_cached: bool = bool(
+            image_keys
+            and (cache_images if cache_images is not None else total_bytes <= cache_budget_bytes)
+        )
+        decoded: dict[str, np.ndarray] = {}
+        if self.images_cached:
+            threads = max(1, num_threads or os.cpu_count() or 1)
+            decoded, loaded = self._decode_episodes(loaded, threads, on_error)
+        self.episodes: list[EpisodeInfo] = [
+            EpisodeInfo.from_json(i, path, info) for i, (path, info, _) in enumerate(loaded)
+        ]
+        parts = [arrays for *_, arrays in loaded]
+        self._assemble(parts)
+        self._images: dict[str, np.ndarray] = decoded
+        # Encoded frames of all episodes, concatenated, for decoding per window when not
+        # cached: frame n of camera k is _enc_data[k][_enc_offsets[k][n]:_enc_offsets[k][n+1]].
+        self._enc_data: dict[str, np.ndarray] = {}
+        self._enc_offsets: dict[str, np.ndarray] = {}
+        if not self.images_cached:
+            for k in image_keys:
+                self._enc_data[k], self._enc_offsets[k] = concat_frames(
+                    [p.images[k] for p in parts]
+                )
+
+    # ------------------------------------------------------------------ loading
+
+    def _load_root(
+        self, root: Path, on_error: str
+    ) -> list[tuple[Path, dict[str, Any], EpisodeArrays]]:
+        episodes_dir = root / EPISODES
+        if not episodes_dir.is_dir():
+            return []
+        pending = [n for n in os.listdir(episodes_dir) if n.startswith(INPROGRESS_PREFIX)]
+        if pending:
+            logger.warning(
+                "%s: ignoring %d in-progress episode dir(s) %s (being written, or abandoned: "
+                "il_core.data.recover() commits or deletes abandoned ones)",
+                root,
+                len(pending),
+                sorted(pending)[:3],
+            )
+        out = []
+        for _, name in list_episode_numbers(episodes_dir):
+            path = episodes_dir / name
+            try:
+                info, arrays = load_episode_dir(path, self.spec)
+            except DatasetError as e:
+                if on_error == "raise":
+                    raise
+                logger.warning("skipping bad episode: %s", e)
+                continue
+            out.append((path, info, arrays))
+        return out
+
+    def _assemble(self, parts: list[EpisodeArrays]) -> None:
+        spec = self.spec
+        lengths = np.array([p.length for p in parts], dtype=np.int64)
+        starts = np.zeros(len(parts), dtype=np.int64)
+        if len(parts) > 1:
+            np.cumsum(lengths[:-1], out=starts[1:])
+        self.episode_lengths: np.ndarray = lengths
+        self.episode_starts: np.ndarray = starts
+        n = int(lengths.sum())
+        self._n = n
+
+        def cat(arrs: list[np.ndarray], shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+            return np.concatenate(arrs) if arrs else np.zeros((0, *shape), dtype=dtype)
+
+        self._timestamps = cat([p.timestamps for p in parts], (), np.float64)
+        self._actions = cat([p.actions for p in parts], spec.action.shape, spec.action.dtype)
+        self._vectors = {
+            k: cat([p.vectors[k] for p in parts], spec.observations[k].shape, np.float32)
+            for k in spec.vector_keys
+        }
+        self._extras = {
+            k: cat([p.extras[k] for p in parts], f.shape, np.float32)
+            for k, f in spec.extras.items()
+        }
+        # Per-step lookups make window() a few gathers instead of a search over episodes.
+        self._step_episode = np.repeat(np.arange(len(parts), dtype=np.int64), lengths)
+        self._step_start = np.repeat(starts, lengths)
+        self._step_end = self._step_start + np.repeat(lengths, lengths) - 1
+
+    def _decode_episodes(
+        self,
+        loaded: list[tuple[Path, dict[str, Any], EpisodeArrays]],
+        threads: int,
+        on_error: str,
+    ) -> tuple[dict[str, np.ndarray], list[tuple[Path, dict[str, Any], EpisodeArrays]]]:
+        """Decode every frame into ``{key: (N, H, W, C)}``; drop bad episodes if skipping."""
+        spec = self.spec
+        lengths = [arrays.length for *_, arrays in loaded]
+        starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        out = {
+            k: np.empty((int(starts[-1]), *spec.observations[k].shape), dtype=np.uint8)
+            for k in spec.image_keys
+        }
+
+        def work(i: int) -> DatasetError | None:
+            path, _, arrays = loaded[i]
+            for k in spec.image_keys:
+                data, offsets = arrays.images[k]
+                dst, shape = out[k][starts[i] : starts[i + 1]], spec.observations[k].shape
+                for t in range(arrays.length):
+                    try:
+                        dst[t] = decode_image(data[offsets[t] : offsets[t + 1]], shape)
+                    except CodecError as err:
+                        return DatasetError(
+                            f"frame {t}: {err}", path=path / images_filename(k), key=k
+                        )
+            return None
+
+        # OpenCV releases the GIL while decoding, so threads decode in parallel.
+        if threads > 1 and len(loaded) > 1:
+            with ThreadPoolExecutor(threads) as pool:
+                errors = list(pool.map(work, range(len(loaded))))
+        else:
+            errors = [work(i) for i in range(len(loaded))]
+        bad = [i for i, e in enumerate(errors) if e is not None]
+        if not bad:
+            return out, loaded
+        if on_error == "raise":
+            raise errors[bad[0]]  # type: ignore[misc]
+        keep = np.ones(int(starts[-1]), dtype=bool)
+        for i in bad:
+            logger.warning("skipping bad episode: %s", errors[i])
+            keep[starts[i] : starts[i + 1]] = False
+        good = [x for i, x in enumerate(loaded) if errors[i] is None]
+        return {k: v[keep] for k, v in out.items()}, good
+
+    def _frame_error(self, key: str, n: int, err: Exception) -> DatasetError:
+        e = int(self._step_episode[n])
+        path = self.episodes[e].path / images_filename(key)
+        frame = n - int(self.episode_starts[e])
+        return DatasetError(f"frame {frame}: {err}", path=path, key=key)
+
+    def _decode(self, key: str, n: int) -> np.ndarray:
+        off = self._enc_offsets[key]
+        try:
+            return decode_image(
+                self._enc_data[key][off[n] : off[n + 1]], self.spec.observations[key].shape
+            )
+        except CodecError as err:
+            raise self._frame_error(key, n, err) from None
+
+    # ------------------------------------------------------------------ sizes
+
+    @property
+    def num_episodes(self) -> int:
+        """Number of episodes ``E``."""
+        return len(self.episodes)
+
+    @property
+    def num_steps(self) -> int:
+        """Number of steps ``N`` over all episodes."""
+        return self._n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __repr__(self) -> str:
+        return (
+            f"EpisodeDataset({[str(r) for r in self.roots]}, episodes={self.num_episodes}, "
+            f"steps={self.num_steps}, images_cached={self.images_cached})"
+        )
+
+    # ------------------------------------------------------------------ access
+
+    def _check_indices(self, indices: Any) -> np.ndarray:
+        idx = np.asarray(indices)
+        if idx.ndim != 1 or not (idx.dtype.kind in "iu" or idx.size == 0):
+            raise DatasetError(
+                f"indices must be a 1-D integer array, got {idx.dtype} of shape {idx.shape}"
+            )
+        if idx.size and (idx.min() < 0 or idx.max() >= self._n):
+            raise DatasetError(
+                f"step indices must lie in 0..{self._n - 1}, got {idx.min()}..{idx.max()}"
+            )
+        return idx.astype(np.int64, copy=False)
+
+    def step_indices(self, episodes: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """Global step indices of the given episodes (all if None), in order.
+
+        Returns:
+            ``(M,)`` int64.
+        """
+        if episodes is None:
+            return np.arange(self._n, dtype=np.int64)
+        eps = np.asarray(episodes, dtype=np.int64).reshape(-1)
+        if eps.size and (eps.min() < 0 or eps.max() >= self.num_episodes):
+            raise DatasetError(f"episode indices must lie in 0..{self.num_episodes - 1}")
+        lengths = self.episode_lengths[eps]
+        # arange per episode without a Python loop: repeat the starts, add a running offset.
+        first = np.repeat(self.episode_starts[eps], lengths)
+        within = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(
+            np.cumsum(lengths) - lengths, lengths
+        )
+        return first + within
+
+    def episode(self, i: int) -> Episode:
+        """The whole episode ``i`` (negative counts from the end), images decoded.
+
+        Returns copies: modifying them does not modify the dataset.
+        """
+        e = int(i) + self.num_episodes if int(i) < 0 else int(i)
+        if not 0 <= e < self.num_episodes:
+            raise IndexError(f"episode {i} out of range for {self.num_episodes} episodes")
+        lo = int(self.episode_starts[e])
+        hi = lo + int(self.episode_lengths[e])
+        obs: dict[str, np.ndarray] = {}
+        for k in self.spec.observations:
+            if k in self._vectors:
+                obs[k] = self._vectors[k][lo:hi].copy()
+            else:
+                obs[k] = self._image_frames(k, np.arange(lo, hi))
+        return Episode(
+            info=self.episodes[e],
+            observations=obs,
+            actions=self._actions[lo:hi].copy(),
+            timestamps=self._timestamps[lo:hi].copy(),
+            extras={k: v[lo:hi].copy() for k, v in self._extras.items()},
+        )
+
+    def _image_frames(self, key: str, idx: np.ndarray) -> np.ndarray:
+        """Frames at global indices of any shape ``S`` -> ``(*S, H, W, C)`` uint8."""
+        if self.images_cached:
+            return self._images[key][idx]
+        shape = self.spec.observations[key].shape
+        flat = idx.reshape(-1)
+        # History windows overlap: decode each distinct frame once.
+        uniq, inverse = np.unique(flat, return_inverse=True)
+        frames = np.empty((uniq.size, *shape), dtype=np.uint8)
+        for j, n in enumerate(uniq.tolist()):
+            frames[j] = self._decode(key, n)
+        return frames[inverse.reshape(-1)].reshape(*idx.shape, *shape)
+
+    def window(self, indices: Any, history: int = 1, horizon: int = 1) -> dict[str, Any]:
+        """Training windows anchored at global step indices.
+
+        For anchor step ``t`` of an episode with steps ``0..T-1``: observations
+        ``t-k+1 .. t`` and actions (and extras) ``t .. t+h-1``. History before the episode
+        start repeats step 0 (``OBS_MASK`` False there); a chunk past the end repeats the
+        last action (``ACTION_MASK`` False there). Windows never cross episodes.
+
+        Args:
+            indices: ``(B,)`` integer global step indices.
+            history: ``k >= 1`` observations per window.
+            horizon: ``h >= 1`` actions per window.
+
+        Returns:
+            A dict with keys from :mod:`il_core.constants`:
+
+            - ``OBS``: ``{key: (B, k, D) float32 | (B, k, H, W, C) uint8}``
+            - ``OBS_MASK``: ``(B, k)`` bool
+            - ``TIMESTAMP``: ``(B, k)`` float64, timestamps of the observations
+            - ``ACTION``: ``(B, h, D)`` float32 or ``(B, h)`` int64
+            - ``ACTION_MASK``: ``(B, h)`` bool
+            - ``EXTRAS``: ``{key: (B, h, D) float32}``
+            - ``EPISODE_INDEX``: ``(B,)`` int64 global episode index
+            - ``FRAME_INDEX``: ``(B,)`` int64 step ``t`` within its episode
+
+            Arrays are fresh copies.
+
+        Raises:
+            DatasetError: bad indices, ``history`` or ``horizon``.
+        """
+        if history < 1 or horizon < 1:
+            raise DatasetError(f"history and horizon must be >= 1, got {history}, {horizon}")
+        idx = self._check_indices(indices)
+        start = self._step_start[idx][:, None]
+        end = self._step_end[idx][:, None]
+        obs_idx = idx[:, None] + np.arange(1 - history, 1)
+        obs_mask = obs_idx >= start
+        np.maximum(obs_idx, start, out=obs_idx)
+        act_idx = idx[:, None] + np.arange(horizon)
+        act_mask = act_idx <= end
+        np.minimum(act_idx, end, out=act_idx)
+        obs: dict[str, np.ndarray] = {}
+        for k in self.spec.observations:
+            if k in self._vectors:
+                obs[k] = self._vectors[k][obs_idx]
+            else:
+                obs[k] = self._image_frames(k, obs_idx)
+        return {
+            OBS: obs,
+            OBS_MASK: obs_mask,
+            TIMESTAMP: self._timestamps[obs_idx],
+            ACTION: self._actions[act_idx],
+            ACTION_MASK: act_mask,
+            EXTRAS: {k: v[act_idx] for k, v in self._extras.items()},
+            EPISODE_INDEX: self._step_episode[idx],
+            FRAME_INDEX: idx - start[:, 0],
+        }
+
+    # ------------------------------------------------------------------ statistics
+
+    def stats(self, indices: Any = None) -> dict[str, dict[str, np.ndarray]]:
+        """Normalisation statistics over the given global steps (all if None).
+
+        Returns:
+            ``{name: {stat: array}}`` with
+
+            - ``"obs.<vector key>"``, ``"extras.<key>"`` and, for continuous actions,
+              ``"action"``: ``"mean"``, ``"std"`` (population, unfloored), ``"min"``,
+              ``"max"``, each ``(D,)`` float32;
+            - discrete ``"action"``: ``"counts"`` ``(num_classes,)`` int64;
+            - ``"obs.<image key>"``: per-channel ``"mean"``, ``"std"`` ``(C,)`` float32 of
+              pixel values scaled to [0, 1], from at most 256 evenly spaced frames.
+
+        Raises:
+            DatasetError: if there are no steps to compute statistics on.
+        """
+        idx = np.arange(self._n) if indices is None else self._check_indices(indices)
+        if idx.size == 0:
+            raise DatasetError("cannot compute statistics over zero steps")
+        out: dict[str, dict[str, np.ndarray]] = {}
+
+        def moments(x: np.ndarray) -> dict[str, np.ndarray]:
+            x64 = x.astype(np.float64)  # float32 sums lose digits over millions of steps
+            return {
+                "mean": x64.mean(axis=0).astype(np.float32),
+                "std": x64.std(axis=0).astype(np.float32),
+                "min": x.min(axis=0).astype(np.float32),
+                "max": x.max(axis=0).astype(np.float32),
+            }
+
+        for k in self.spec.observations:
+            if k in self._vectors:
+                out[f"obs.{k}"] = moments(self._vectors[k][idx])
+            else:
+                out[f"obs.{k}"] = self._image_stats(k, idx)
+        if self.spec.action.kind == "continuous":
+            out["action"] = moments(self._actions[idx])
+        else:
+            counts = np.bincount(self._actions[idx], minlength=int(self.spec.action.num_classes))
+            out["action"] = {"counts": counts.astype(np.int64)}
+        for k, v in self._extras.items():
+            out[f"extras.{k}"] = moments(v[idx])
+        return out
+
+    def _image_stats(self, key: str, idx: np.ndarray) -> dict[str, np.ndarray]:
+        num = min(idx.size, IMAGE_STATS_SAMPLES)
+        pick = np.unique(np.linspace(0, idx.size - 1, num).astype(np.int64))
+        channels = self.spec.observations[key].shape[2]
+        total = np.zeros(channels)
+        total_sq = np.zeros(channels)
+        count = 0
+        for lo in range(0, pick.size, 32):
+            frames = self._image_frames(key, idx[pick[lo : lo + 32]]).reshape(-1, channels)
+            x = frames.astype(np.float64) / 255.0
+            total += x.sum(axis=0)
+            total_sq += np.square(x).sum(axis=0)
+            count += x.shape[0]
+        mean = total / count
+        std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+        return {"mean": mean.astype(np.float32), "std": std.astype(np.float32)}
