@@ -383,6 +383,7 @@ def train(
         if cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
         optim.step()
+        policy.after_optimizer_step(step + 1)
         samples += cfg.batch_size
         for key, v in logs.items():
             running[key] = running.get(key, 0.0) + v

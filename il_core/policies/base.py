@@ -148,6 +148,13 @@ class Policy(nn.Module, ABC):
             self._executor = PolicyExecutor(self)
         return self._executor.step(obs)
 
+    def after_optimizer_step(self, step: int) -> None:
+        """Hook the trainer calls after every optimiser step (EMA weights, schedules).
+
+        Args:
+            step: Number of optimiser steps done so far (1 after the first step).
+        """
+
     def reset(self) -> None:
         """Forget history and queued actions (call at every episode start)."""
         if self._executor is not None:
