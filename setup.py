@@ -69,6 +69,13 @@ setup(
     entry_points={
         "console_scripts": [
             "il-core = il_core.cli:main",
+            # ROS 2 nodes (ros2 run il_ros <name>); each module also runs with python -m.
+            "sim_robot = il_ros.sim_robot_node:main",
+            "scripted_teleop = il_ros.scripted_teleop_node:main",
+            "teleop = il_ros.teleop_node:main",
+            "recorder = il_ros.recorder_node:main",
+            "inference = il_ros.inference_node:main",
+            "dagger = il_ros.dagger_node:main",
         ],
     },
 )

@@ -1,0 +1,171 @@
+"""What every il_ros node shares: parameter declaration, QoS choices, topics, the main loop.
+
+QoS is a decision per kind of stream:
+
+- observations (cameras, joint states, odometry): subscribed BEST_EFFORT, keep last 5. A
+  best-effort subscription matches both best-effort publishers (most camera drivers) and
+  reliable ones, and never makes a publisher wait on a slow node. Set ``reliable_sensors``
+  to true where losses matter more than latency.
+- commands: RELIABLE, keep last 1: only the newest command matters, but it must arrive.
+- latched state (deadman held, expert engaged, episode status): RELIABLE + TRANSIENT_LOCAL,
+  depth 1, so a node that starts late still learns the current state.
+- episode control (start/stop/discard/success/failure): RELIABLE, keep last 10, so a burst
+  of button presses is not collapsed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import rclpy
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+)
+
+#: Episode control commands (std_msgs/String) from teleop buttons or scripts to recorders.
+EPISODE_CONTROL_TOPIC = "/il_ros/episode_control"
+EPISODE_COMMANDS = ("start", "stop", "discard", "success", "failure")
+
+
+def sensor_qos(reliable: bool = False, depth: int = 5) -> QoSProfile:
+    """Subscription QoS for observation streams (see module docstring)."""
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+        durability=DurabilityPolicy.VOLATILE,
+    )
+
+
+def publisher_sensor_qos(depth: int = 5) -> QoSProfile:
+    """Publisher QoS for observation streams: reliable (matches any subscriber)."""
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.VOLATILE,
+    )
+
+
+COMMAND_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
+LATCHED_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+CONTROL_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=10,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
+STATUS_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=50,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+
+
+def declare(
+    node: Node,
+    name: str,
+    default: Any,
+    description: str,
+    *,
+    valid_range: tuple[float, float] | None = None,
+    read_only: bool = False,
+) -> Any:
+    """Declare a parameter with a description and an optional valid range; return its value.
+
+    Integer defaults get an ``IntegerRange``, float defaults a ``FloatingPointRange``, so ROS
+    itself rejects out-of-range values set at start-up (``--params-file``) or at run time.
+    """
+    desc = ParameterDescriptor(description=description, read_only=read_only)
+    if valid_range is not None:
+        lo, hi = valid_range
+        if isinstance(default, bool):
+            pass
+        elif isinstance(default, int):
+            desc.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
+        elif isinstance(default, float):
+            desc.floating_point_range = [
+                FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)
+            ]
+    return node.declare_parameter(name, default, desc).value
+
+
+def stamp_now(node: Node) -> float:
+    """The node's clock now, in seconds (sim time when ``use_sim_time`` is set)."""
+    return node.get_clock().now().nanoseconds * 1e-9
+
+
+def diagnostic_array(
+    node: Node, name: str, level: int, message: str, values: dict[str, Any]
+) -> Any:
+    """A ``diagnostic_msgs/DiagnosticArray`` with one status of key/value pairs."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+    arr = DiagnosticArray()
+    arr.header.stamp = node.get_clock().now().to_msg()
+    st = DiagnosticStatus(
+        level=bytes([level]),
+        name=name,
+        message=message,
+        hardware_id=node.get_fully_qualified_name(),
+    )
+    st.values = [
+        KeyValue(key=k, value=v if isinstance(v, str) else json.dumps(v))
+        for k, v in values.items()
+    ]
+    arr.status = [st]
+    return arr
+
+
+def spin_node(
+    make_node: Callable[[], Node],
+    args: Sequence[str] | None = None,
+    *,
+    threads: int = 2,
+    on_exit: Callable[[Node], None] | None = None,
+) -> int:
+    """Initialise rclpy, spin ``make_node()`` in a multi-threaded executor, shut down cleanly.
+
+    ``on_exit`` runs before the node is destroyed, also on Ctrl-C and external shutdown,
+    so a node can command a safe stop or finish an episode. Works on Humble and later
+    (``rclpy.init`` is not used as a context manager, which Humble lacks).
+    """
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = make_node()
+        executor = MultiThreadedExecutor(num_threads=threads)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            if on_exit is not None:
+                try:
+                    on_exit(node)
+                except Exception as e:  # never let a failing hook mask the shutdown itself
+                    print(f"{node.get_name()}: error during shutdown: {e}", file=sys.stderr)
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
