@@ -116,7 +116,7 @@ def stamp_now(node: Node) -> float:
 
 
 def diagnostic_array(
-    node: Node, name: str, level: int, message: str, values: dict[str, Any]
+    node: Node, name: str, level: int | bytes, message: str, values: dict[str, Any]
 ) -> Any:
     """A ``diagnostic_msgs/DiagnosticArray`` with one status of key/value pairs."""
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -124,13 +124,14 @@ def diagnostic_array(
     arr = DiagnosticArray()
     arr.header.stamp = node.get_clock().now().to_msg()
     st = DiagnosticStatus(
-        level=bytes([level]),
+        # DiagnosticStatus.OK/WARN/ERROR are bytes constants in rclpy; plain ints work too.
+        level=level if isinstance(level, bytes) else bytes([level]),
         name=name,
         message=message,
         hardware_id=node.get_fully_qualified_name(),
     )
     st.values = [
-        KeyValue(key=k, value=v if isinstance(v, str) else json.dumps(v))
+        KeyValue(key=k, value=v if isinstance(v, str) else json.dumps(v, default=str))
         for k, v in values.items()
     ]
     arr.status = [st]
@@ -169,3 +170,33 @@ def spin_node(
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def stream_callback(
+    node: Node,
+    aligner: Any,
+    name: str,
+    decode: Callable[[Any], Any],
+    on_malformed: Callable[[], None] | None = None,
+) -> Callable[[Any], None]:
+    """Subscription callback that only converts and caches a message (never raises).
+
+    A message that cannot be converted is counted on ``aligner`` (``count_malformed``) and
+    logged, throttled; the node goes on.
+    """
+
+    def callback(msg: Any) -> None:
+        received = stamp_now(node)
+        try:
+            value, stamp = decode(msg)
+        except (ValueError, TypeError, IndexError, AttributeError, KeyError) as e:
+            aligner.count_malformed(name)
+            if on_malformed is not None:
+                on_malformed()
+            node.get_logger().warn(
+                f"malformed message on stream {name!r}: {e}", throttle_duration_sec=2.0
+            )
+            return
+        aligner.put(name, value, stamp, received)
+
+    return callback

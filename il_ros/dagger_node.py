@@ -1,0 +1,407 @@
+"""DAgger node (lifecycle): a mux between the policy's command and the expert's (HG-DAgger).
+
+The inference node publishes the policy's command on ``policy_topic`` (its
+``command_topic`` parameter) and the teleop publishes the expert's on ``expert_topic``; this
+node forwards one of them to the robot's command topic each control tick. The choice is
+``il_core.intervention.InterventionGate`` (the same class the simulated DAgger loop uses):
+the expert takes over while the deadman is held, or when its command departs from the
+policy's by more than a threshold, and hands back on release, with hysteresis.
+
+Every tick with fresh observations can be recorded through the crash-safe writer: the
+dataset's action is the expert's label when the expert is publishing (every step, for a
+scripted expert or a leader arm that always says what it would do), else the executed
+command; extras flag ``is_intervention`` and ``has_expert_label`` and keep the
+``executed_action``. ``record`` chooses ``all`` steps or only ``interventions``. Several
+rounds' datasets aggregate into one training set (``il-core train --data A --data B``); the
+inference node's ``~/reload`` then loads the next round's checkpoint.
+
+Missing commands are safe: with neither the policy's nor the expert's command fresh, the
+robot gets the mapping's safe command.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from std_msgs.msg import Bool
+
+from il_core.alignment import StreamCache, StreamConfig, TickAligner
+from il_core.config import ConfigError
+from il_core.data import DatasetWriter
+from il_core.intervention import GateConfig, InterventionGate
+from il_core.mapping import load_mapping
+from il_ros.common import (
+    COMMAND_QOS,
+    LATCHED_QOS,
+    declare,
+    diagnostic_array,
+    sensor_qos,
+    spin_node,
+    stamp_now,
+    stream_callback,
+)
+from il_ros.conversions import (
+    decode_command,
+    encode_command,
+    make_observation_decoder,
+    message_class,
+)
+from il_ros.episodes import EpisodeSession
+
+EXTRA_INTERVENTION = "is_intervention"
+EXTRA_HAS_LABEL = "has_expert_label"
+EXTRA_EXECUTED = "executed_action"
+
+
+class DaggerNode(LifecycleNode):
+    """Expert-gated command mux and DAgger recorder; see the module docstring."""
+
+    def __init__(self, node_name: str = "dagger", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        declare(self, "mapping_file", "", "robot mapping YAML (topics <-> keys)", read_only=True)
+        declare(
+            self,
+            "policy_topic",
+            "/policy/cmd",
+            "the policy's command (inference node command_topic)",
+            read_only=True,
+        )
+        declare(
+            self, "expert_topic", "/expert/cmd", "the expert's command (teleop)", read_only=True
+        )
+        declare(
+            self,
+            "deadman_topic",
+            "/il_ros/deadman",
+            "std_msgs/Bool: expert deadman held",
+            read_only=True,
+        )
+        declare(
+            self,
+            "engaged_topic",
+            "/il_ros/expert_engaged",
+            "std_msgs/Bool published (latched) when the expert takes over or hands back",
+            read_only=True,
+        )
+        declare(self, "gate_mode", "either", "deadman | deviation | either", read_only=True)
+        declare(
+            self,
+            "deviation_threshold",
+            0.5,
+            "expert takes over when |expert - policy| exceeds this (action units)",
+            valid_range=(0.0, 1e6),
+            read_only=True,
+        )
+        declare(
+            self,
+            "release_threshold",
+            -1.0,
+            "hand back below this deviation; negative: half the threshold",
+            valid_range=(-1.0, 1e6),
+            read_only=True,
+        )
+        declare(
+            self,
+            "engage_ticks",
+            2,
+            "consecutive ticks above threshold before taking over",
+            valid_range=(1, 10000),
+            read_only=True,
+        )
+        declare(
+            self,
+            "release_ticks",
+            5,
+            "ticks the expert keeps driving after the trigger releases (hysteresis)",
+            valid_range=(0, 10000),
+            read_only=True,
+        )
+        declare(
+            self,
+            "command_max_age_s",
+            0.25,
+            "a command older than this counts as missing",
+            valid_range=(0.001, 60.0),
+            read_only=True,
+        )
+        declare(
+            self, "output_dir", "il_ros_dagger", "dataset directory of this round", read_only=True
+        )
+        declare(
+            self,
+            "record",
+            "all",
+            "record all steps (flagged) or only interventions",
+            read_only=True,
+        )
+        declare(
+            self,
+            "flush_every",
+            30,
+            "steps between flushes",
+            valid_range=(1, 100000),
+            read_only=True,
+        )
+        declare(self, "reliable_sensors", False, "subscribe observations RELIABLE")
+        declare(
+            self,
+            "diagnostics_period_s",
+            1.0,
+            "diagnostics publish period",
+            valid_range=(0.05, 60.0),
+        )
+        declare(self, "auto_activate", False, "configure and activate at start-up", read_only=True)
+        self._timer = None
+        self.session: EpisodeSession | None = None
+        self.malformed = 0
+        self._engaged = False
+        if self.get_parameter("auto_activate").value:
+            self._auto = self.create_timer(0.0, self._auto_activate)
+
+    def _auto_activate(self) -> None:
+        self.destroy_timer(self._auto)
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    def _param(self, name: str) -> Any:
+        return self.get_parameter(name).value
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Load the mapping, open the round's dataset, create the gate and topics."""
+        try:
+            self.mapping = load_mapping(self._param("mapping_file"))
+            release = float(self._param("release_threshold"))
+            self.gate = InterventionGate(
+                GateConfig(
+                    mode=self._param("gate_mode"),
+                    deviation_threshold=float(self._param("deviation_threshold")),
+                    engage_ticks=int(self._param("engage_ticks")),
+                    release_ticks=int(self._param("release_ticks")),
+                    release_threshold=release if release >= 0 else None,
+                )
+            )
+            if self._param("record") not in ("all", "interventions"):
+                raise ConfigError(
+                    f"parameter 'record' must be all or interventions, got "
+                    f"{self._param('record')!r}"
+                )
+        except (ConfigError, OSError, ValueError) as e:
+            self.get_logger().error(f"configure failed: {e}")
+            return TransitionCallbackReturn.FAILURE
+        sink = self.mapping.action
+        dim = sink.dim
+        spec = self.mapping.to_spec(
+            extras={EXTRA_INTERVENTION: 1, EXTRA_HAS_LABEL: 1, EXTRA_EXECUTED: dim}
+        )
+        self.action_spec = spec.action
+        self.writer = DatasetWriter(
+            Path(self._param("output_dir")), spec, flush_every=int(self._param("flush_every"))
+        )
+        obs_streams = [StreamConfig(o.key, o.max_age_s) for o in self.mapping.observations]
+        self.aligner = TickAligner(obs_streams, rate_hz=self.mapping.control_rate_hz)
+        age = float(self._param("command_max_age_s"))
+        self.policy_cmd = StreamCache(StreamConfig("policy", age))
+        self.expert_cmd = StreamCache(StreamConfig("expert", age))
+        self._deadman = False
+        self.session = EpisodeSession(
+            self,
+            self.writer,
+            self._summary,
+            on_start=self._on_episode_start,
+            start_metadata={"mapping": self.mapping.to_dict(), "dagger": True},
+        )
+        group = ReentrantCallbackGroup()
+        qos = sensor_qos(bool(self._param("reliable_sensors")))
+        for src in self.mapping.observations:
+            self.create_subscription(
+                message_class(src.type),
+                src.topic,
+                stream_callback(
+                    self,
+                    self.aligner,
+                    src.key,
+                    make_observation_decoder(src),
+                    self._count_malformed,
+                ),
+                qos,
+                callback_group=group,
+            )
+        cmd_cls = message_class(sink.type)
+        self.create_subscription(
+            cmd_cls,
+            self._param("policy_topic"),
+            self._command_callback(self.policy_cmd),
+            COMMAND_QOS,
+            callback_group=group,
+        )
+        self.create_subscription(
+            cmd_cls,
+            self._param("expert_topic"),
+            self._command_callback(self.expert_cmd),
+            COMMAND_QOS,
+            callback_group=group,
+        )
+        self.create_subscription(
+            Bool, self._param("deadman_topic"), self._on_deadman, LATCHED_QOS, callback_group=group
+        )
+        self.cmd_pub = self.create_publisher(cmd_cls, sink.topic, COMMAND_QOS)
+        self.engaged_pub = self.create_publisher(Bool, self._param("engaged_topic"), LATCHED_QOS)
+        self.engaged_pub.publish(Bool(data=False))
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(float(self._param("diagnostics_period_s")), self._diagnostics)
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Start muxing at the control rate."""
+        self.gate.reset()
+        self._timer = self.create_timer(
+            1.0 / self.mapping.control_rate_hz,
+            self._tick,
+            callback_group=MutuallyExclusiveCallbackGroup(),
+        )
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop muxing and command the safe stop."""
+        self._stop()
+        return super().on_deactivate(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Safe stop and commit an open episode."""
+        self.shutdown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def shutdown(self) -> None:
+        """Safe stop, then commit an open episode (Ctrl-C too)."""
+        self._stop()
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+
+    def _stop(self) -> None:
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
+        if getattr(self, "cmd_pub", None) is not None:
+            self.cmd_pub.publish(
+                encode_command(self.mapping.action, self._safe(), stamp_now(self))
+            )
+
+    # -- inputs --------------------------------------------------------------------------
+
+    def _count_malformed(self) -> None:
+        self.malformed += 1
+
+    def _command_callback(self, cache: StreamCache) -> Any:
+        sink = self.mapping.action
+
+        def callback(msg: Any) -> None:
+            now = stamp_now(self)
+            try:
+                value, _ = decode_command(sink, msg)
+            except (ValueError, TypeError, IndexError, AttributeError) as e:
+                cache.count_malformed()
+                self.malformed += 1
+                self.get_logger().warn(
+                    f"malformed {cache.config.name} command: {e}", throttle_duration_sec=2.0
+                )
+                return
+            # Stamped by arrival: a command's freshness is how recently it was sent.
+            cache.put(value, None, now)
+
+        return callback
+
+    def _on_deadman(self, msg: Bool) -> None:
+        self._deadman = bool(msg.data)
+
+    def _on_episode_start(self) -> None:
+        self.aligner.reset_counters()
+        self.gate.reset()
+
+    # -- control loop --------------------------------------------------------------------
+
+    def _fresh(self, cache: StreamCache, now: float) -> np.ndarray | None:
+        sample = cache.latest_at(now)
+        if sample is None or now - sample.stamp > cache.config.max_age_s:
+            return None
+        return sample.value
+
+    def _safe(self) -> np.ndarray:
+        sink = self.mapping.action
+        if sink.safe_stop == "hold":
+            sample = self.aligner.cache(sink.hold_from).latest_at(float("inf"))
+            if sample is not None:
+                return np.asarray(sample.value, np.float32)[: sink.dim]
+        return np.zeros(sink.dim, np.float32)
+
+    def _tick(self) -> None:
+        now = stamp_now(self)
+        policy = self._fresh(self.policy_cmd, now)
+        expert = self._fresh(self.expert_cmd, now)
+        decision = self.gate.update(policy, expert, self._deadman)
+        executed = decision.action if decision.action is not None else self._safe()
+        executed = self.action_spec.clip(np.asarray(executed, np.float32))
+        self.cmd_pub.publish(
+            encode_command(self.mapping.action, executed, now, 1.0 / self.mapping.control_rate_hz)
+        )
+        if decision.is_intervention != self._engaged:
+            self._engaged = decision.is_intervention
+            self.engaged_pub.publish(Bool(data=self._engaged))
+            self.get_logger().info(
+                f"expert {'takes over' if self._engaged else 'hands back'}: {decision.reason}"
+            )
+        tick = self.aligner.sample(now)
+        session = self.session
+        if session is None or not tick.complete:
+            return
+        if self._param("record") == "interventions" and not decision.is_intervention:
+            return
+        label = expert if expert is not None else executed
+        with session.lock:
+            if session.recording:
+                session.add_step_locked(
+                    tick.values,
+                    label,
+                    now,
+                    {
+                        EXTRA_INTERVENTION: np.array(
+                            [float(decision.is_intervention)], np.float32
+                        ),
+                        EXTRA_HAS_LABEL: np.array([float(expert is not None)], np.float32),
+                        EXTRA_EXECUTED: executed,
+                    },
+                )
+
+    def _summary(self) -> dict[str, Any]:
+        return {**self.aligner.summary(), "gate": self.gate.summary()}
+
+    def _diagnostics(self) -> None:
+        s = self.gate.summary()
+        level = DiagnosticStatus.OK
+        self.diag_pub.publish(
+            diagnostic_array(
+                self,
+                "il_ros dagger",
+                level,
+                "expert driving" if self._engaged else "policy driving",
+                {
+                    "gate": s,
+                    "malformed_messages": self.malformed,
+                    "episodes_saved": self.session.episodes_saved if self.session else 0,
+                },
+            )
+        )
+
+
+def main(args: list[str] | None = None) -> int:
+    """``ros2 run il_ros dagger --ros-args --params-file config/dagger.yaml``."""
+    return spin_node(DaggerNode, args, threads=3, on_exit=lambda n: n.shutdown())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

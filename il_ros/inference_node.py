@@ -1,0 +1,405 @@
+"""Inference node (lifecycle): runs a trained policy at control rate on the robot.
+
+- ``configure`` loads the checkpoint (``il_core.load_policy``) and refuses it, with an error
+  naming each difference, when the robot mapping stored in it does not match this node's
+  mapping (keys, message types, joints, shapes, command; topic names may differ).
+- ``activate`` starts the control timer; ``deactivate`` stops it and commands the safe stop;
+  ``shutdown`` commands the safe stop too.
+- Sensor callbacks only convert and cache (``il_core.alignment.TickAligner``). Each control
+  tick takes the newest observation of every stream, hands it to
+  ``il_core.execution.PolicyExecutor`` (the class ``il-core eval`` uses) and publishes the
+  action, clamped to the spec's bounds. In asynchronous mode (default) the model runs in the
+  executor's worker thread, started ahead of the chunk running out, so a tick never waits on
+  the model.
+- Safe stop: when any observation is missing or older than its ``max_age_s``, when the
+  policy raises, or when no action is planned yet, the tick publishes the mapping's safe
+  command (zero, or hold the observed joint positions) and says why (log, ``~/status``,
+  ``/diagnostics``).
+- ``~/reload`` (``std_srvs/Trigger``) loads the ``checkpoint`` parameter's file again (set it
+  first with ``ros2 param set``) and swaps the policy without restarting: the DAgger loop's
+  next round.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+from il_core.alignment import StreamConfig, TickAligner
+from il_core.checkpoint import CheckpointError, load_policy
+from il_core.config import ConfigError
+from il_core.execution import PolicyExecutor
+from il_core.mapping import RobotMapping, load_mapping, mapping_differences, mapping_of_spec
+from il_core.policies import Policy
+from il_ros.common import (
+    COMMAND_QOS,
+    STATUS_QOS,
+    declare,
+    diagnostic_array,
+    sensor_qos,
+    spin_node,
+    stamp_now,
+    stream_callback,
+)
+from il_ros.conversions import encode_command, make_observation_decoder, message_class
+
+
+def check_policy_mapping(policy: Policy, mapping: RobotMapping, where: str) -> None:
+    """Refuse a policy trained with another robot mapping.
+
+    Raises:
+        CheckpointError: naming the checkpoint and every difference.
+    """
+    try:
+        trained = mapping_of_spec(policy.spec)
+    except ConfigError as e:
+        raise CheckpointError(f"{where}: stored robot mapping is invalid: {e}") from None
+    if trained is not None:
+        problems = mapping_differences(trained, mapping)
+    else:  # trained on data not recorded through ROS: the spec must still match
+        problems = policy.spec.compatible_with(mapping.to_spec())
+    if problems:
+        raise CheckpointError(
+            f"{where}: checkpoint does not match this robot's mapping: " + "; ".join(problems)
+        )
+
+
+class InferenceNode(LifecycleNode):
+    """Runs a policy at control rate; see the module docstring."""
+
+    def __init__(self, node_name: str = "inference", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        declare(self, "checkpoint", "", "policy.pt to load on configure and on ~/reload")
+        declare(self, "mapping_file", "", "robot mapping YAML (topics <-> keys)", read_only=True)
+        declare(
+            self,
+            "command_topic",
+            "",
+            "publish commands here instead of the mapping's "
+            "command topic (the DAgger mux listens to the policy on its own topic)",
+            read_only=True,
+        )
+        declare(
+            self,
+            "asynchronous",
+            True,
+            "run the model in a worker thread ahead of need "
+            "(a tick never waits); false runs it inline",
+        )
+        declare(
+            self,
+            "lead_steps",
+            1,
+            "start the next inference this many ticks before the "
+            "chunk runs out (about p99 latency x control rate)",
+            valid_range=(0, 1000),
+        )
+        declare(
+            self,
+            "n_action_steps",
+            0,
+            "actions executed per chunk; 0 keeps the policy's",
+            valid_range=(0, 1000),
+        )
+        declare(
+            self,
+            "temporal_ensemble_coeff",
+            -1.0,
+            "ACT temporal ensembling weight decay; negative disables",
+            valid_range=(-1.0, 10.0),
+        )
+        declare(self, "device", "cpu", "torch device for the policy", read_only=True)
+        declare(
+            self,
+            "num_threads",
+            1,
+            "torch intra-op threads (keep cores free for the robot's other processes)",
+            valid_range=(1, 64),
+            read_only=True,
+        )
+        declare(self, "reliable_sensors", False, "subscribe observations RELIABLE")
+        declare(
+            self,
+            "diagnostics_period_s",
+            1.0,
+            "diagnostics publish period",
+            valid_range=(0.05, 60.0),
+        )
+        declare(
+            self,
+            "auto_activate",
+            False,
+            "configure and activate at start-up (no lifecycle manager needed)",
+            read_only=True,
+        )
+        self.mapping: RobotMapping | None = None
+        self.policy: Policy | None = None
+        self.executor: PolicyExecutor | None = None
+        self.aligner: TickAligner | None = None
+        self._timer = None
+        self._diag_timer = None
+        self._subs: list[Any] = []
+        self._lock = threading.Lock()
+        self.safe_stops = 0
+        self.safe_reason = "inactive"
+        self._in_safe = True
+        self.errors = 0
+        self.malformed = 0
+        self._tick_costs: list[float] = []
+        self._obs_to_cmd: list[float] = []
+        self.cmd_pub = None
+        if self.get_parameter("auto_activate").value:
+            # After construction, from the executor, so that spinning has begun.
+            self._auto = self.create_timer(0.0, self._auto_activate)
+
+    def _auto_activate(self) -> None:
+        self.destroy_timer(self._auto)
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Load the mapping and checkpoint; create subscriptions and publishers."""
+        p = self.get_parameter
+        try:
+            self.mapping = load_mapping(p("mapping_file").value)
+            torch.set_num_threads(int(p("num_threads").value))
+            self.policy = self._load(p("checkpoint").value)
+        except (CheckpointError, ConfigError, OSError, ValueError) as e:
+            self.get_logger().error(f"configure failed: {e}")
+            self._status({"event": "configure_failed", "error": str(e)})
+            return TransitionCallbackReturn.FAILURE
+        coeff = float(p("temporal_ensemble_coeff").value)
+        self.executor = PolicyExecutor(
+            self.policy,
+            int(p("n_action_steps").value) or None,
+            temporal_ensemble_coeff=coeff if coeff >= 0 else None,
+            asynchronous=bool(p("asynchronous").value),
+            lead_steps=int(p("lead_steps").value),
+        )
+        streams = [StreamConfig(o.key, o.max_age_s) for o in self.mapping.observations]
+        self.aligner = TickAligner(streams, rate_hz=self.mapping.control_rate_hz)
+        group = ReentrantCallbackGroup()
+        qos = sensor_qos(bool(p("reliable_sensors").value))
+        for src in self.mapping.observations:
+            self._subs.append(
+                self.create_subscription(
+                    message_class(src.type),
+                    src.topic,
+                    stream_callback(
+                        self,
+                        self.aligner,
+                        src.key,
+                        make_observation_decoder(src),
+                        self._count_malformed,
+                    ),
+                    qos,
+                    callback_group=group,
+                )
+            )
+        sink = self.mapping.action
+        topic = p("command_topic").value or sink.topic
+        self.cmd_pub = self.create_publisher(message_class(sink.type), topic, COMMAND_QOS)
+        self.status_pub = self.create_publisher(String, "~/status", STATUS_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_service(Trigger, "~/reload", self._on_reload)
+        self._diag_timer = self.create_timer(
+            float(p("diagnostics_period_s").value), self._publish_diagnostics
+        )
+        self.get_logger().info(
+            f"configured: policy {self.policy.name} from {p('checkpoint').value}, "
+            f"commands on {topic} at {self.mapping.control_rate_hz:g} Hz"
+        )
+        self._status({"event": "configured", "policy": self.policy.name})
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Start commanding at the control rate."""
+        assert self.executor is not None and self.mapping is not None
+        self.executor.reset()
+        self.aligner.reset_counters()
+        self._timer = self.create_timer(
+            1.0 / self.mapping.control_rate_hz,
+            self._tick,
+            callback_group=MutuallyExclusiveCallbackGroup(),
+        )
+        self._status({"event": "activated"})
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop the timer and command the safe stop."""
+        self._stop_timer()
+        self._safe_stop("deactivated")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release the policy and the worker thread."""
+        self._stop_timer()
+        if self.executor is not None:
+            self.executor.close()
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs.clear()
+        self.policy = self.executor = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Command the safe stop on the way out."""
+        self.shutdown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def shutdown(self) -> None:
+        """Safe stop and worker shutdown (also called on Ctrl-C)."""
+        self._stop_timer()
+        if self.cmd_pub is not None:
+            self._safe_stop("shutdown")
+        if self.executor is not None:
+            self.executor.close()
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
+
+    # -- policy --------------------------------------------------------------------------
+
+    def _load(self, path: str) -> Policy:
+        if not path:
+            raise CheckpointError("parameter 'checkpoint' is empty: give a policy.pt")
+        policy = load_policy(path, device=self.get_parameter("device").value)
+        check_policy_mapping(policy, self.mapping, path)
+        return policy
+
+    def _on_reload(self, request: Trigger.Request, response: Trigger.Response) -> Any:
+        path = self.get_parameter("checkpoint").value
+        try:
+            policy = self._load(path)
+        except (CheckpointError, OSError, ValueError) as e:
+            response.success, response.message = False, str(e)
+            self.get_logger().error(f"reload refused, keeping the current policy: {e}")
+            return response
+        with self._lock:
+            self.policy = policy
+            if self.executor is not None:
+                self.executor.set_policy(policy)
+        self._status({"event": "reloaded", "checkpoint": path})
+        self.get_logger().info(f"reloaded policy from {path}")
+        response.success, response.message = True, f"reloaded {path}"
+        return response
+
+    # -- control loop --------------------------------------------------------------------
+
+    def _count_malformed(self) -> None:
+        self.malformed += 1
+
+    def _tick(self) -> None:
+        t0 = time.perf_counter()
+        now = stamp_now(self)
+        tick = self.aligner.sample(now)
+        if not tick.complete:
+            self._safe_stop("observation " + tick.describe())
+            return
+        try:
+            with self._lock:
+                action = self.executor.step(tick.values)
+        except Exception as e:  # a robot node must not die on a model error: stop safely
+            self.errors += 1
+            self._safe_stop(f"policy error: {type(e).__name__}: {e}")
+            return
+        if action is None:
+            self._safe_stop("waiting for the first action chunk")
+            return
+        action = self.policy.spec.action.clip(np.asarray(action, np.float32))
+        self.cmd_pub.publish(
+            encode_command(self.mapping.action, action, now, 1.0 / self.mapping.control_rate_hz)
+        )
+        if self._in_safe:
+            self._in_safe = False
+            self._status({"event": "commanding"})
+        self._tick_costs.append(time.perf_counter() - t0)
+        self._obs_to_cmd.append(max(tick.ages.values()) + (time.perf_counter() - t0))
+        if len(self._tick_costs) > 2000:
+            del self._tick_costs[:1000], self._obs_to_cmd[:1000]
+
+    def _safe_command(self) -> np.ndarray:
+        sink = self.mapping.action
+        if sink.safe_stop == "hold" and self.aligner is not None:
+            sample = self.aligner.cache(sink.hold_from).latest_at(float("inf"))
+            if sample is not None:
+                return np.asarray(sample.value, np.float32)[: sink.dim]
+        return np.zeros(sink.dim, np.float32)
+
+    def _safe_stop(self, reason: str) -> None:
+        """Publish the safe command; count and report a new safe stop once per episode."""
+        if self.executor is not None and reason != "waiting for the first action chunk":
+            self.executor.reset()  # a gap breaks the observation history
+        self.cmd_pub.publish(
+            encode_command(self.mapping.action, self._safe_command(), stamp_now(self))
+        )
+        if not self._in_safe or reason != self.safe_reason:
+            if not self._in_safe:
+                self.safe_stops += 1
+            self._in_safe = True
+            self.safe_reason = reason
+            self.get_logger().warn(f"safe stop: {reason}", throttle_duration_sec=1.0)
+            self._status({"event": "safe_stop", "reason": reason})
+
+    # -- reporting -----------------------------------------------------------------------
+
+    def _status(self, event: dict[str, Any]) -> None:
+        if getattr(self, "status_pub", None) is not None:
+            self.status_pub.publish(String(data=json.dumps(event, default=str)))
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Achieved rate, jitter, inference latency, observation age, safe stops."""
+        rate = self.aligner.rate.stats().as_dict() if self.aligner else {}
+        lat = np.asarray(self.executor.stats.latencies_s) if self.executor else np.zeros(0)
+        o2c = np.asarray(self._obs_to_cmd)
+
+        def pct(a: np.ndarray, q: float) -> float | None:
+            return round(float(np.percentile(a, q)) * 1e3, 3) if a.size else None
+
+        ex = self.executor.stats if self.executor else None
+        return {
+            "rate": rate,
+            "inference_ms_p50": pct(lat, 50),
+            "inference_ms_p99": pct(lat, 99),
+            "obs_to_command_ms_p50": pct(o2c, 50),
+            "obs_to_command_ms_p99": pct(o2c, 99),
+            "tick_cost_ms_p99": pct(np.asarray(self._tick_costs), 99),
+            "safe_stops": self.safe_stops,
+            "safe_reason": self.safe_reason,
+            "in_safe_stop": self._in_safe,
+            "policy_errors": self.errors,
+            "malformed_messages": self.malformed,
+            "starved_ticks": ex.starved_ticks if ex else 0,
+            "inferences": ex.inferences if ex else 0,
+            "alignment": self.aligner.summary() if self.aligner else {},
+        }
+
+    def _publish_diagnostics(self) -> None:
+        d = self.diagnostics()
+        level = DiagnosticStatus.WARN if self._in_safe else DiagnosticStatus.OK
+        msg = f"safe stop: {self.safe_reason}" if self._in_safe else "commanding"
+        self.diag_pub.publish(diagnostic_array(self, "il_ros inference", level, msg, d))
+        self._status({"event": "diagnostics", **{k: v for k, v in d.items() if k != "alignment"}})
+
+
+def main(args: list[str] | None = None) -> int:
+    """``ros2 run il_ros inference --ros-args --params-file config/inference.yaml``."""
+    return spin_node(InferenceNode, args, threads=3, on_exit=lambda n: n.shutdown())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
