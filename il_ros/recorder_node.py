@@ -170,6 +170,7 @@ class RecorderNode(Node):
         self.get_logger().info(
             f"recording {self.stream_names} at {self.rate_hz:g} Hz into {self.writer.root}"
         )
+        self.session.status({"event": "ready", "recovered": self.writer.recovered})
         if auto_start:
             self.session.start()
 
