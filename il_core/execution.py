@@ -223,6 +223,10 @@ class PolicyExecutor:
         ensemble = self.temporal_ensemble_coeff is not None
         # Without ensembling the whole remaining chunk is planned (not only n_action_steps),
         # so a late next chunk finds actions to execute instead of a dry plan.
+        if t_obs + len(chunk) - 1 < now:
+            # The whole chunk is late (a one-step policy whose model took longer than a tick):
+            # its last action is the freshest prediction there is, so it is executed now.
+            chunk, t_obs = chunk[-1:], now
         for i, action in enumerate(chunk):
             tick = t_obs + i
             if tick < now:

@@ -16,6 +16,7 @@ QoS is a decision per kind of stream:
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -30,6 +31,7 @@ from rclpy.qos import (
     QoSProfile,
     ReliabilityPolicy,
 )
+from rclpy.signals import SignalHandlerOptions
 
 #: Episode control commands (std_msgs/String) from teleop buttons or scripts to recorders.
 EPISODE_CONTROL_TOPIC = "/il_ros/episode_control"
@@ -138,6 +140,10 @@ def diagnostic_array(
     return arr
 
 
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def spin_node(
     make_node: Callable[[], Node],
     args: Sequence[str] | None = None,
@@ -151,7 +157,11 @@ def spin_node(
     so a node can command a safe stop or finish an episode. Works on Humble and later
     (``rclpy.init`` is not used as a context manager, which Humble lacks).
     """
-    rclpy.init(args=args)
+    # rclpy's own SIGINT handler would shut the context down before ``on_exit`` runs, and a
+    # safe-stop command could then no longer be published. Without it, Ctrl-C (and SIGTERM,
+    # mapped below) raise KeyboardInterrupt in the spinning thread and the node stops safely.
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     node = None
     try:
         node = make_node()
@@ -161,6 +171,7 @@ def spin_node(
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if node is not None:
             if on_exit is not None:
                 try:
@@ -193,7 +204,7 @@ def stream_callback(
             aligner.count_malformed(name)
             if on_malformed is not None:
                 on_malformed()
-            node.get_logger().warn(
+            node.get_logger().warning(
                 f"malformed message on stream {name!r}: {e}", throttle_duration_sec=2.0
             )
             return

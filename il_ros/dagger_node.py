@@ -307,7 +307,7 @@ class DaggerNode(LifecycleNode):
             except (ValueError, TypeError, IndexError, AttributeError) as e:
                 cache.count_malformed()
                 self.malformed += 1
-                self.get_logger().warn(
+                self.get_logger().warning(
                     f"malformed {cache.config.name} command: {e}", throttle_duration_sec=2.0
                 )
                 return

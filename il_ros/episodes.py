@@ -163,7 +163,7 @@ class EpisodeSession:
         cmd = msg.data.strip().lower()
         commands = self._commands()
         if cmd not in commands:
-            self.node.get_logger().warn(
+            self.node.get_logger().warning(
                 f"unknown episode command {msg.data!r}; expected one of {sorted(commands)}"
             )
             return

@@ -91,10 +91,12 @@ class InferenceNode(LifecycleNode):
         )
         declare(
             self,
-            "asynchronous",
-            True,
-            "run the model in a worker thread ahead of need "
-            "(a tick never waits); false runs it inline",
+            "inference_mode",
+            "auto",
+            "async: the model runs in a worker thread ahead of need, a tick never waits; "
+            "sync: inline in the tick (lowest latency for fast one-step policies); "
+            "auto: async for chunked policies (horizon > 1), sync otherwise",
+            read_only=True,
         )
         declare(
             self,
@@ -144,7 +146,7 @@ class InferenceNode(LifecycleNode):
         )
         self.mapping: RobotMapping | None = None
         self.policy: Policy | None = None
-        self.executor: PolicyExecutor | None = None
+        self.runner: PolicyExecutor | None = None
         self.aligner: TickAligner | None = None
         self._timer = None
         self._diag_timer = None
@@ -158,6 +160,7 @@ class InferenceNode(LifecycleNode):
         self._tick_costs: list[float] = []
         self._obs_to_cmd: list[float] = []
         self.cmd_pub = None
+        self.status_pub = self.create_publisher(String, "~/status", STATUS_QOS)
         if self.get_parameter("auto_activate").value:
             # After construction, from the executor, so that spinning has begun.
             self._auto = self.create_timer(0.0, self._auto_activate)
@@ -176,18 +179,18 @@ class InferenceNode(LifecycleNode):
             self.mapping = load_mapping(p("mapping_file").value)
             torch.set_num_threads(int(p("num_threads").value))
             self.policy = self._load(p("checkpoint").value)
+            coeff = float(p("temporal_ensemble_coeff").value)
+            self.runner = PolicyExecutor(
+                self.policy,
+                int(p("n_action_steps").value) or None,
+                temporal_ensemble_coeff=coeff if coeff >= 0 else None,
+                asynchronous=self._asynchronous(p("inference_mode").value, self.policy),
+                lead_steps=int(p("lead_steps").value),
+            )
         except (CheckpointError, ConfigError, OSError, ValueError) as e:
             self.get_logger().error(f"configure failed: {e}")
             self._status({"event": "configure_failed", "error": str(e)})
             return TransitionCallbackReturn.FAILURE
-        coeff = float(p("temporal_ensemble_coeff").value)
-        self.executor = PolicyExecutor(
-            self.policy,
-            int(p("n_action_steps").value) or None,
-            temporal_ensemble_coeff=coeff if coeff >= 0 else None,
-            asynchronous=bool(p("asynchronous").value),
-            lead_steps=int(p("lead_steps").value),
-        )
         streams = [StreamConfig(o.key, o.max_age_s) for o in self.mapping.observations]
         self.aligner = TickAligner(streams, rate_hz=self.mapping.control_rate_hz)
         group = ReentrantCallbackGroup()
@@ -211,7 +214,6 @@ class InferenceNode(LifecycleNode):
         sink = self.mapping.action
         topic = p("command_topic").value or sink.topic
         self.cmd_pub = self.create_publisher(message_class(sink.type), topic, COMMAND_QOS)
-        self.status_pub = self.create_publisher(String, "~/status", STATUS_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_service(Trigger, "~/reload", self._on_reload)
         self._diag_timer = self.create_timer(
@@ -224,10 +226,18 @@ class InferenceNode(LifecycleNode):
         self._status({"event": "configured", "policy": self.policy.name})
         return TransitionCallbackReturn.SUCCESS
 
+    @staticmethod
+    def _asynchronous(mode: str, policy: Policy) -> bool:
+        if mode not in ("auto", "sync", "async"):
+            raise ConfigError(
+                f"parameter 'inference_mode' must be auto, sync or async, got {mode!r}"
+            )
+        return mode == "async" or (mode == "auto" and policy.horizon > 1)
+
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Start commanding at the control rate."""
-        assert self.executor is not None and self.mapping is not None
-        self.executor.reset()
+        assert self.runner is not None and self.mapping is not None
+        self.runner.reset()
         self.aligner.reset_counters()
         self._timer = self.create_timer(
             1.0 / self.mapping.control_rate_hz,
@@ -246,12 +256,12 @@ class InferenceNode(LifecycleNode):
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Release the policy and the worker thread."""
         self._stop_timer()
-        if self.executor is not None:
-            self.executor.close()
+        if self.runner is not None:
+            self.runner.close()
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs.clear()
-        self.policy = self.executor = None
+        self.policy = self.runner = None
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -264,8 +274,8 @@ class InferenceNode(LifecycleNode):
         self._stop_timer()
         if self.cmd_pub is not None:
             self._safe_stop("shutdown")
-        if self.executor is not None:
-            self.executor.close()
+        if self.runner is not None:
+            self.runner.close()
 
     def _stop_timer(self) -> None:
         if self._timer is not None:
@@ -291,8 +301,8 @@ class InferenceNode(LifecycleNode):
             return response
         with self._lock:
             self.policy = policy
-            if self.executor is not None:
-                self.executor.set_policy(policy)
+            if self.runner is not None:
+                self.runner.set_policy(policy)
         self._status({"event": "reloaded", "checkpoint": path})
         self.get_logger().info(f"reloaded policy from {path}")
         response.success, response.message = True, f"reloaded {path}"
@@ -312,7 +322,7 @@ class InferenceNode(LifecycleNode):
             return
         try:
             with self._lock:
-                action = self.executor.step(tick.values)
+                action = self.runner.step(tick.values)
         except Exception as e:  # a robot node must not die on a model error: stop safely
             self.errors += 1
             self._safe_stop(f"policy error: {type(e).__name__}: {e}")
@@ -342,8 +352,8 @@ class InferenceNode(LifecycleNode):
 
     def _safe_stop(self, reason: str) -> None:
         """Publish the safe command; count and report a new safe stop once per episode."""
-        if self.executor is not None and reason != "waiting for the first action chunk":
-            self.executor.reset()  # a gap breaks the observation history
+        if self.runner is not None and reason != "waiting for the first action chunk":
+            self.runner.reset()  # a gap breaks the observation history
         self.cmd_pub.publish(
             encode_command(self.mapping.action, self._safe_command(), stamp_now(self))
         )
@@ -352,7 +362,7 @@ class InferenceNode(LifecycleNode):
                 self.safe_stops += 1
             self._in_safe = True
             self.safe_reason = reason
-            self.get_logger().warn(f"safe stop: {reason}", throttle_duration_sec=1.0)
+            self.get_logger().warning(f"safe stop: {reason}", throttle_duration_sec=1.0)
             self._status({"event": "safe_stop", "reason": reason})
 
     # -- reporting -----------------------------------------------------------------------
@@ -364,13 +374,13 @@ class InferenceNode(LifecycleNode):
     def diagnostics(self) -> dict[str, Any]:
         """Achieved rate, jitter, inference latency, observation age, safe stops."""
         rate = self.aligner.rate.stats().as_dict() if self.aligner else {}
-        lat = np.asarray(self.executor.stats.latencies_s) if self.executor else np.zeros(0)
+        lat = np.asarray(self.runner.stats.latencies_s) if self.runner else np.zeros(0)
         o2c = np.asarray(self._obs_to_cmd)
 
         def pct(a: np.ndarray, q: float) -> float | None:
             return round(float(np.percentile(a, q)) * 1e3, 3) if a.size else None
 
-        ex = self.executor.stats if self.executor else None
+        ex = self.runner.stats if self.runner else None
         return {
             "rate": rate,
             "inference_ms_p50": pct(lat, 50),

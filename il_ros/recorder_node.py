@@ -125,7 +125,7 @@ class RecorderNode(Node):
             Path(out), spec, flush_every=flush_every, on_incomplete=on_incomplete
         )
         if self.writer.recovered:
-            self.get_logger().warn(f"recovered after a crash: {self.writer.recovered}")
+            self.get_logger().warning(f"recovered after a crash: {self.writer.recovered}")
         streams = [StreamConfig(o.key, o.max_age_s, None) for o in self.mapping.observations]
         streams.append(StreamConfig(ACTION_STREAM, self.action_max_age, None))
         self.aligner = TickAligner(streams, rate_hz=self.rate_hz)

@@ -110,3 +110,20 @@ def test_seam_jumps_are_measured():
         ex.step(obs(t * 10 if t % 2 == 0 else 0))
     # Chunks at ticks 0, 2, 4 from observations 0, 20, 40: seams at ticks 2 and 4.
     assert list(ex.stats.seam_jumps) == [pytest.approx(19.0), pytest.approx(19.0)]
+
+
+def test_async_one_step_policy_executes_the_late_prediction():
+    """A horizon-1 chunk always arrives after its tick; its action is executed late, once."""
+    p = FakePolicy(horizon=1, n_action_steps=1)
+    ex = PolicyExecutor(p, asynchronous=True)
+    try:
+        got = []
+        for t in range(6):
+            got.append(ex.step(obs(t)))
+            deadline = time.time() + 5
+            while ex._pending is not None and not ex._pending.done() and time.time() < deadline:
+                time.sleep(0.001)
+        assert got[0] is None  # nothing predicted yet on the very first tick
+        assert [a[0] for a in got[1:]] == [0, 1, 2, 3, 4]  # one tick of latency
+    finally:
+        ex.close()
