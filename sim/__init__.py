@@ -64,8 +64,35 @@ class EnvRegistration:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
+#: Evaluation noise of ``il_ros/LaneFollowNoisy-v0`` (issue 4): a steering bias with a random
+#: sign per episode plus Gaussian steering noise per step (see :mod:`sim.lane`).
+LANE_EVAL_NOISE: dict[str, Any] = {
+    "steering_bias": 0.05,
+    "random_bias_sign": True,
+    "steering_noise": 0.03,
+}
+
 #: The envs :func:`register_envs` registers. None yet; later issues add theirs here.
-ENV_REGISTRATIONS: tuple[EnvRegistration, ...] = ()
+ENV_REGISTRATIONS: tuple[EnvRegistration, ...] = (
+    # The simulated robot of the ROS loop (issue 3); a camera variant for image streams.
+    EnvRegistration("il_ros/PointReach-v0", "sim.reach:PointReachEnv"),
+    EnvRegistration(
+        "il_ros/PointReachCamera-v0", "sim.reach:PointReachEnv", None, {"camera": True}
+    ),
+    # Multimodal demonstrations (issue 5): reach a goal behind an obstacle, left or right;
+    # and the same task seen only through a 32x32 top-down camera.
+    EnvRegistration("il_ros/MultimodalReach-v0", "sim.multimodal:MultimodalReachEnv", 60),
+    EnvRegistration(
+        "il_ros/MultimodalReachImage-v0",
+        "sim.multimodal:MultimodalReachEnv",
+        60,
+        {"observation": "image"},
+    ),
+    # Camera-based lane following (issue 4): clean, for demonstrations, and with the
+    # evaluation noise of LANE_EVAL_NOISE, for measuring drift.
+    EnvRegistration("il_ros/LaneFollow-v0", "sim.lane:LaneFollowEnv"),
+    EnvRegistration("il_ros/LaneFollowNoisy-v0", "sim.lane:LaneFollowEnv", None, LANE_EVAL_NOISE),
+)
 
 
 def register_envs() -> list[str]:
