@@ -51,11 +51,15 @@ from il_ros.conversions import (
     make_observation_decoder,
     message_class,
 )
-from il_ros.episodes import EpisodeSession
-
-EXTRA_INTERVENTION = "is_intervention"
-EXTRA_HAS_LABEL = "has_expert_label"
-EXTRA_EXECUTED = "executed_action"
+from il_ros.episodes import (
+    EXTRA_AGE,
+    EXTRA_DELAY,
+    EXTRA_EXECUTED,
+    EXTRA_HAS_LABEL,
+    EXTRA_INTERVENTION,
+    EpisodeSession,
+    recording_extras,
+)
 
 
 class DaggerNode(LifecycleNode):
@@ -194,10 +198,7 @@ class DaggerNode(LifecycleNode):
             self.get_logger().error(f"configure failed: {e}")
             return TransitionCallbackReturn.FAILURE
         sink = self.mapping.action
-        dim = sink.dim
-        spec = self.mapping.to_spec(
-            extras={EXTRA_INTERVENTION: 1, EXTRA_HAS_LABEL: 1, EXTRA_EXECUTED: dim}
-        )
+        spec = self.mapping.to_spec(extras=recording_extras(self.mapping))
         self.action_spec = spec.action
         self.writer = DatasetWriter(
             Path(self._param("output_dir")), spec, flush_every=int(self._param("flush_every"))
@@ -362,20 +363,23 @@ class DaggerNode(LifecycleNode):
         if self._param("record") == "interventions" and not decision.is_intervention:
             return
         label = expert if expert is not None else executed
+        # Ages and receive delays: observation streams, then the command that was executed.
+        source = self.expert_cmd if decision.is_intervention else self.policy_cmd
+        sample = source.latest_at(now)
+        cmd_age = now - sample.stamp if sample is not None else np.inf
+        keys = self.aligner.names
+        ages = np.array([tick.ages[k] for k in keys] + [cmd_age], np.float32)
+        delays = np.array([tick.receive_delays[k] for k in keys] + [0.0], np.float32)
+        extras = {
+            EXTRA_AGE: ages,
+            EXTRA_DELAY: delays,
+            EXTRA_INTERVENTION: np.array([float(decision.is_intervention)], np.float32),
+            EXTRA_HAS_LABEL: np.array([float(expert is not None)], np.float32),
+            EXTRA_EXECUTED: executed,
+        }
         with session.lock:
             if session.recording:
-                session.add_step_locked(
-                    tick.values,
-                    label,
-                    now,
-                    {
-                        EXTRA_INTERVENTION: np.array(
-                            [float(decision.is_intervention)], np.float32
-                        ),
-                        EXTRA_HAS_LABEL: np.array([float(expert is not None)], np.float32),
-                        EXTRA_EXECUTED: executed,
-                    },
-                )
+                session.add_step_locked(tick.values, label, now, extras)
 
     def _summary(self) -> dict[str, Any]:
         return {**self.aligner.summary(), "gate": self.gate.summary()}

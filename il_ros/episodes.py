@@ -22,8 +22,36 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from il_core.data import DatasetError, DatasetWriter
+from il_core.mapping import RobotMapping
 from il_core.spec import SpecError
 from il_ros.common import CONTROL_QOS, EPISODE_CONTROL_TOPIC, STATUS_QOS, stamp_now
+
+# Per-step extras of every dataset recorded on ROS, by the recorder and the DAgger node
+# alike, so that rounds aggregate into one training set (same spec) and DAgger statistics
+# can be computed over all of it.
+#: Age of each stream's sample at the tick (observation keys in mapping order, then the
+#: command), seconds.
+EXTRA_AGE = "obs_age"
+#: Receive time minus header stamp of each of those samples, seconds.
+EXTRA_DELAY = "receive_delay"
+#: 1 where the expert drove the robot in a DAgger session (always 0 for teleop demos).
+EXTRA_INTERVENTION = "is_intervention"
+#: 1 where the step's action is an expert label (teleop demos: always).
+EXTRA_HAS_LABEL = "has_expert_label"
+#: The command actually executed (policy or expert).
+EXTRA_EXECUTED = "executed_action"
+
+
+def recording_extras(mapping: RobotMapping) -> dict[str, int]:
+    """``{extra name: dim}`` declared by every recording node for ``mapping``."""
+    n = len(mapping.observations) + 1
+    return {
+        EXTRA_AGE: n,
+        EXTRA_DELAY: n,
+        EXTRA_INTERVENTION: 1,
+        EXTRA_HAS_LABEL: 1,
+        EXTRA_EXECUTED: mapping.action.dim,
+    }
 
 
 class EpisodeSession:

@@ -40,11 +40,21 @@ from il_ros.common import (
     stream_callback,
 )
 from il_ros.conversions import decode_command, make_observation_decoder, message_class
-from il_ros.episodes import EpisodeSession
+from il_ros.episodes import (
+    EXTRA_AGE,
+    EXTRA_DELAY,
+    EXTRA_EXECUTED,
+    EXTRA_HAS_LABEL,
+    EXTRA_INTERVENTION,
+    EpisodeSession,
+    recording_extras,
+)
 
 ACTION_STREAM = "action"
-EXTRA_AGE = "obs_age"
-EXTRA_DELAY = "receive_delay"
+
+
+_ZERO = np.zeros(1, np.float32)
+_ONE = np.ones(1, np.float32)
 
 
 class RecorderNode(Node):
@@ -119,8 +129,7 @@ class RecorderNode(Node):
             )
         self.mapping = load_mapping(mapping_file)
         self.rate_hz = rate or self.mapping.control_rate_hz
-        n_streams = len(self.mapping.observations) + 1
-        spec = self.mapping.to_spec(extras={EXTRA_AGE: n_streams, EXTRA_DELAY: n_streams})
+        spec = self.mapping.to_spec(extras=recording_extras(self.mapping))
         self.writer = DatasetWriter(
             Path(out), spec, flush_every=flush_every, on_incomplete=on_incomplete
         )
@@ -187,8 +196,18 @@ class RecorderNode(Node):
             obs = {k: tick.values[k] for k in self.stream_names if k != ACTION_STREAM}
             ages = np.array([tick.ages[k] for k in self.stream_names], np.float32)
             delays = np.array([tick.receive_delays[k] for k in self.stream_names], np.float32)
+            action = tick.values[ACTION_STREAM]
             session.add_step_locked(
-                obs, tick.values[ACTION_STREAM], now, {EXTRA_AGE: ages, EXTRA_DELAY: delays}
+                obs,
+                action,
+                now,
+                {
+                    EXTRA_AGE: ages,
+                    EXTRA_DELAY: delays,
+                    EXTRA_INTERVENTION: _ZERO,
+                    EXTRA_HAS_LABEL: _ONE,
+                    EXTRA_EXECUTED: action,
+                },
             )
             if self.max_episode_s and now - session.started_at >= self.max_episode_s:
                 session.end_locked(None, "max_episode_s reached")
