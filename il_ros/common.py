@@ -167,7 +167,10 @@ def spin_node(
         node = make_node()
         executor = MultiThreadedExecutor(num_threads=threads)
         executor.add_node(node)
-        executor.spin()
+        # spin_once with a timeout, not spin(): a node with no timer (an unconfigured
+        # lifecycle node) would otherwise block in the wait forever and never see Ctrl-C.
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=0.2)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

@@ -144,8 +144,21 @@ class InferenceNode(LifecycleNode):
             "configure and activate at start-up (no lifecycle manager needed)",
             read_only=True,
         )
+        declare(
+            self,
+            "trigger",
+            "",
+            "observation key whose arrival runs a control tick (event-driven, lowest "
+            "observation-to-command latency, e.g. joint states from ros2_control); empty: a "
+            "timer at the mapping's control rate. A watchdog timer still commands the safe stop "
+            "when the trigger stream goes silent",
+            read_only=True,
+        )
         self.mapping: RobotMapping | None = None
         self.policy: Policy | None = None
+        self._tick_lock = threading.Lock()
+        self._active = False
+        self._last_tick = 0.0
         self.runner: PolicyExecutor | None = None
         self.aligner: TickAligner | None = None
         self._timer = None
@@ -159,6 +172,7 @@ class InferenceNode(LifecycleNode):
         self.malformed = 0
         self._tick_costs: list[float] = []
         self._obs_to_cmd: list[float] = []
+        self._oldest_obs: list[float] = []
         self.cmd_pub = None
         self.status_pub = self.create_publisher(String, "~/status", STATUS_QOS)
         if self.get_parameter("auto_activate").value:
@@ -195,18 +209,22 @@ class InferenceNode(LifecycleNode):
         self.aligner = TickAligner(streams, rate_hz=self.mapping.control_rate_hz)
         group = ReentrantCallbackGroup()
         qos = sensor_qos(bool(p("reliable_sensors").value))
+        trigger = p("trigger").value
+        if trigger and trigger not in [o.key for o in self.mapping.observations]:
+            self.get_logger().error(
+                f"configure failed: parameter 'trigger' {trigger!r} is not "
+                f"an observation key of {p('mapping_file').value}"
+            )
+            return TransitionCallbackReturn.FAILURE
         for src in self.mapping.observations:
+            cache_cb = stream_callback(
+                self, self.aligner, src.key, make_observation_decoder(src), self._count_malformed
+            )
             self._subs.append(
                 self.create_subscription(
                     message_class(src.type),
                     src.topic,
-                    stream_callback(
-                        self,
-                        self.aligner,
-                        src.key,
-                        make_observation_decoder(src),
-                        self._count_malformed,
-                    ),
+                    self._triggering(cache_cb) if src.key == trigger else cache_cb,
                     qos,
                     callback_group=group,
                 )
@@ -239,9 +257,11 @@ class InferenceNode(LifecycleNode):
         assert self.runner is not None and self.mapping is not None
         self.runner.reset()
         self.aligner.reset_counters()
+        event_driven = bool(self.get_parameter("trigger").value)
+        self._active = True
         self._timer = self.create_timer(
             1.0 / self.mapping.control_rate_hz,
-            self._tick,
+            self._watchdog if event_driven else self._tick,
             callback_group=MutuallyExclusiveCallbackGroup(),
         )
         self._status({"event": "activated"})
@@ -277,7 +297,23 @@ class InferenceNode(LifecycleNode):
         if self.runner is not None:
             self.runner.close()
 
+    def _triggering(self, cache_cb: Any) -> Any:
+        """Wrap a stream callback so that each message also runs a control tick."""
+
+        def callback(msg: Any) -> None:
+            cache_cb(msg)
+            if self._active:
+                self._tick()
+
+        return callback
+
+    def _watchdog(self) -> None:
+        """Event-driven mode: tick (and so stop safely) if the trigger stream went silent."""
+        if time.perf_counter() - self._last_tick > 1.5 / self.mapping.control_rate_hz:
+            self._tick()
+
     def _stop_timer(self) -> None:
+        self._active = False
         if self._timer is not None:
             self.destroy_timer(self._timer)
             self._timer = None
@@ -314,7 +350,17 @@ class InferenceNode(LifecycleNode):
         self.malformed += 1
 
     def _tick(self) -> None:
-        t0 = time.perf_counter()
+        # Ticks come from the timer, or from trigger messages and the watchdog; never two at
+        # once (a tick that finds another running is skipped, not queued).
+        if not self._tick_lock.acquire(blocking=False):
+            return
+        try:
+            self._tick_locked()
+        finally:
+            self._tick_lock.release()
+
+    def _tick_locked(self) -> None:
+        t0 = self._last_tick = time.perf_counter()
         now = stamp_now(self)
         tick = self.aligner.sample(now)
         if not tick.complete:
@@ -337,10 +383,14 @@ class InferenceNode(LifecycleNode):
         if self._in_safe:
             self._in_safe = False
             self._status({"event": "commanding"})
-        self._tick_costs.append(time.perf_counter() - t0)
-        self._obs_to_cmd.append(max(tick.ages.values()) + (time.perf_counter() - t0))
+        cost = time.perf_counter() - t0
+        self._tick_costs.append(cost)
+        # Latency from the newest observation to its command, and the age of the oldest
+        # observation acted on (both include this tick's compute).
+        self._obs_to_cmd.append(min(tick.ages.values()) + cost)
+        self._oldest_obs.append(max(tick.ages.values()) + cost)
         if len(self._tick_costs) > 2000:
-            del self._tick_costs[:1000], self._obs_to_cmd[:1000]
+            del self._tick_costs[:1000], self._obs_to_cmd[:1000], self._oldest_obs[:1000]
 
     def _safe_command(self) -> np.ndarray:
         sink = self.mapping.action
@@ -387,6 +437,7 @@ class InferenceNode(LifecycleNode):
             "inference_ms_p99": pct(lat, 99),
             "obs_to_command_ms_p50": pct(o2c, 50),
             "obs_to_command_ms_p99": pct(o2c, 99),
+            "oldest_obs_ms_p99": pct(np.asarray(self._oldest_obs), 99),
             "tick_cost_ms_p99": pct(np.asarray(self._tick_costs), 99),
             "safe_stops": self.safe_stops,
             "safe_reason": self.safe_reason,
