@@ -19,6 +19,7 @@ import json
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import rclpy
@@ -32,6 +33,9 @@ from rclpy.qos import (
     ReliabilityPolicy,
 )
 from rclpy.signals import SignalHandlerOptions
+
+from il_core.config import ConfigError
+from il_core.mapping import RobotMapping, load_mapping
 
 #: Episode control commands (std_msgs/String) from teleop buttons or scripts to recorders.
 EPISODE_CONTROL_TOPIC = "/il_ros/episode_control"
@@ -214,3 +218,35 @@ def stream_callback(
         aligner.put(name, value, stamp, received)
 
     return callback
+
+
+def resolve_config_path(path: str) -> Path:
+    """Find a config file given as an absolute path or relative to cwd, the package or repo.
+
+    A relative path that does not exist from the working directory is looked up in the
+    installed package's share directory (``colcon build``) and then next to the source tree
+    (``pip install -e .``), so ``config/point_reach_mapping.yaml`` works from anywhere.
+
+    Raises:
+        ConfigError: the file is found nowhere; the message lists where it looked.
+    """
+    p = Path(path).expanduser()
+    candidates = [p]
+    if not p.is_absolute():
+        try:
+            from ament_index_python.packages import get_package_share_directory
+
+            candidates.append(Path(get_package_share_directory("il_ros")) / p)
+        except Exception:  # not installed with colcon: PackageNotFoundError, or no ament
+            pass
+        candidates.append(Path(__file__).resolve().parents[1] / p)
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise ConfigError(f"{path}: file not found (looked in {[str(c) for c in candidates]})")
+
+
+def load_node_mapping(path: str) -> tuple[Path, RobotMapping]:
+    """:func:`resolve_config_path` then :func:`il_core.mapping.load_mapping`."""
+    resolved = resolve_config_path(path)
+    return resolved, load_mapping(resolved)

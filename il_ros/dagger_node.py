@@ -34,12 +34,12 @@ from il_core.alignment import StreamCache, StreamConfig, TickAligner
 from il_core.config import ConfigError
 from il_core.data import DatasetWriter
 from il_core.intervention import GateConfig, InterventionGate
-from il_core.mapping import load_mapping
 from il_ros.common import (
     COMMAND_QOS,
     LATCHED_QOS,
     declare,
     diagnostic_array,
+    load_node_mapping,
     sensor_qos,
     spin_node,
     stamp_now,
@@ -178,7 +178,7 @@ class DaggerNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Load the mapping, open the round's dataset, create the gate and topics."""
         try:
-            self.mapping = load_mapping(self._param("mapping_file"))
+            self.mapping = load_node_mapping(self._param("mapping_file"))[1]
             release = float(self._param("release_threshold"))
             self.gate = InterventionGate(
                 GateConfig(

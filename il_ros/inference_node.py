@@ -39,13 +39,14 @@ from il_core.alignment import StreamConfig, TickAligner
 from il_core.checkpoint import CheckpointError, load_policy
 from il_core.config import ConfigError
 from il_core.execution import PolicyExecutor
-from il_core.mapping import RobotMapping, load_mapping, mapping_differences, mapping_of_spec
+from il_core.mapping import RobotMapping, mapping_differences, mapping_of_spec
 from il_core.policies import Policy
 from il_ros.common import (
     COMMAND_QOS,
     STATUS_QOS,
     declare,
     diagnostic_array,
+    load_node_mapping,
     sensor_qos,
     spin_node,
     stamp_now,
@@ -190,7 +191,7 @@ class InferenceNode(LifecycleNode):
         """Load the mapping and checkpoint; create subscriptions and publishers."""
         p = self.get_parameter
         try:
-            self.mapping = load_mapping(p("mapping_file").value)
+            self.mapping = load_node_mapping(p("mapping_file").value)[1]
             torch.set_num_threads(int(p("num_threads").value))
             self.policy = self._load(p("checkpoint").value)
             coeff = float(p("temporal_ensemble_coeff").value)

@@ -30,10 +30,10 @@ from rclpy.node import Node
 
 from il_core.alignment import StreamConfig, TickAligner
 from il_core.data import DatasetWriter
-from il_core.mapping import load_mapping
 from il_ros.common import (
     declare,
     diagnostic_array,
+    load_node_mapping,
     sensor_qos,
     spin_node,
     stamp_now,
@@ -127,7 +127,7 @@ class RecorderNode(Node):
             raise ValueError(
                 f"parameter 'on_incomplete' must be keep or discard, got {on_incomplete!r}"
             )
-        self.mapping = load_mapping(mapping_file)
+        self.mapping = load_node_mapping(mapping_file)[1]
         self.rate_hz = rate or self.mapping.control_rate_hz
         spec = self.mapping.to_spec(extras=recording_extras(self.mapping))
         self.writer = DatasetWriter(

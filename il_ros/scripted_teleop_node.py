@@ -47,6 +47,7 @@ from il_ros.common import (
     EPISODE_CONTROL_TOPIC,
     STATUS_QOS,
     declare,
+    load_node_mapping,
     sensor_qos,
     spin_node,
     stamp_now,
@@ -57,7 +58,7 @@ from il_ros.conversions import (
     make_observation_decoder,
     message_class,
 )
-from il_ros.sim_robot_node import DEFAULT_MAPPING, load_node_mapping, parse_env_kwargs
+from il_ros.sim_robot_node import DEFAULT_MAPPING, parse_env_kwargs
 from sim.experts import ExpertError, load_expert
 
 

@@ -34,7 +34,6 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,12 +44,12 @@ from std_srvs.srv import Trigger
 
 from il_core.config import ConfigError
 from il_core.envs import GymAdapter, UnknownEnvError, episode_success, make_env
-from il_core.mapping import RobotMapping, load_mapping
 from il_ros.common import (
     COMMAND_QOS,
     STATUS_QOS,
     declare,
     diagnostic_array,
+    load_node_mapping,
     publisher_sensor_qos,
     spin_node,
     stamp_now,
@@ -58,39 +57,6 @@ from il_ros.common import (
 from il_ros.conversions import ConversionError, decode_command, encode_observation, message_class
 
 DEFAULT_MAPPING = "config/point_reach_mapping.yaml"
-_PACKAGE = "il_ros"
-
-
-def resolve_config_path(path: str) -> Path:
-    """Find a config file given as an absolute path or relative to cwd, the package or repo.
-
-    A relative path that does not exist from the working directory is looked up in the
-    installed package's share directory (``colcon build``) and then next to the source tree
-    (``pip install -e .``), so ``config/point_reach_mapping.yaml`` works from anywhere.
-
-    Raises:
-        ConfigError: the file is found nowhere; the message lists where it looked.
-    """
-    p = Path(path).expanduser()
-    candidates = [p]
-    if not p.is_absolute():
-        try:
-            from ament_index_python.packages import get_package_share_directory
-
-            candidates.append(Path(get_package_share_directory(_PACKAGE)) / p)
-        except Exception:  # not installed with colcon: PackageNotFoundError, or no ament
-            pass
-        candidates.append(Path(__file__).resolve().parents[1] / p)
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise ConfigError(f"{path}: file not found (looked in {[str(c) for c in candidates]})")
-
-
-def load_node_mapping(path: str) -> tuple[Path, RobotMapping]:
-    """:func:`resolve_config_path` then :func:`il_core.mapping.load_mapping`."""
-    resolved = resolve_config_path(path)
-    return resolved, load_mapping(resolved)
 
 
 def parse_env_kwargs(text: str) -> dict[str, Any]:

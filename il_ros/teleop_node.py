@@ -45,13 +45,14 @@ from il_ros.common import (
     EPISODE_CONTROL_TOPIC,
     LATCHED_QOS,
     declare,
+    load_node_mapping,
     sensor_qos,
     spin_node,
     stamp_now,
 )
 from il_ros.conversions import encode_command, message_class
 from il_ros.scripted_teleop_node import clamp_to_sink
-from il_ros.sim_robot_node import DEFAULT_MAPPING, load_node_mapping
+from il_ros.sim_robot_node import DEFAULT_MAPPING
 
 SOURCES = ("joy", "twist", "leader")
 

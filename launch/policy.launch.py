@@ -12,13 +12,12 @@ unconfigured for a lifecycle manager or ``ros2 lifecycle set /inference configur
 ``activate``. Deactivating it (or Ctrl-C) commands the mapping's safe stop.
 """
 
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
-
-from launch import LaunchDescription
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -9,13 +9,12 @@ episode. The recorder is the same node, with the same parameters, as on a real r
 simulated robot runs on the wall clock and publishes no /clock, so there is no use_sim_time.
 """
 
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
-
-from launch import LaunchDescription
 
 
 def generate_launch_description() -> LaunchDescription:
