@@ -250,3 +250,18 @@ def load_node_mapping(path: str) -> tuple[Path, RobotMapping]:
     """:func:`resolve_config_path` then :func:`il_core.mapping.load_mapping`."""
     resolved = resolve_config_path(path)
     return resolved, load_mapping(resolved)
+
+
+def safe_command(sink: Any, aligner: Any | None) -> Any:
+    """The mapping's safe command as ``(D,)`` float32.
+
+    ``zero``: all zeros (stop a velocity-controlled base). ``hold``: the newest observed values
+    of ``hold_from`` (hold a position-controlled arm where it is), zeros if none arrived yet.
+    """
+    import numpy as np
+
+    if sink.safe_stop == "hold" and aligner is not None:
+        sample = aligner.cache(sink.hold_from).latest_at(float("inf"))
+        if sample is not None:
+            return np.asarray(sample.value, np.float32)[: sink.dim]
+    return np.zeros(sink.dim, np.float32)

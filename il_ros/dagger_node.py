@@ -40,6 +40,7 @@ from il_ros.common import (
     declare,
     diagnostic_array,
     load_node_mapping,
+    safe_command,
     sensor_qos,
     spin_node,
     stamp_now,
@@ -333,12 +334,7 @@ class DaggerNode(LifecycleNode):
         return sample.value
 
     def _safe(self) -> np.ndarray:
-        sink = self.mapping.action
-        if sink.safe_stop == "hold":
-            sample = self.aligner.cache(sink.hold_from).latest_at(float("inf"))
-            if sample is not None:
-                return np.asarray(sample.value, np.float32)[: sink.dim]
-        return np.zeros(sink.dim, np.float32)
+        return safe_command(self.mapping.action, self.aligner)
 
     def _tick(self) -> None:
         now = stamp_now(self)

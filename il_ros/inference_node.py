@@ -47,6 +47,7 @@ from il_ros.common import (
     declare,
     diagnostic_array,
     load_node_mapping,
+    safe_command,
     sensor_qos,
     spin_node,
     stamp_now,
@@ -393,20 +394,16 @@ class InferenceNode(LifecycleNode):
         if len(self._tick_costs) > 2000:
             del self._tick_costs[:1000], self._obs_to_cmd[:1000], self._oldest_obs[:1000]
 
-    def _safe_command(self) -> np.ndarray:
-        sink = self.mapping.action
-        if sink.safe_stop == "hold" and self.aligner is not None:
-            sample = self.aligner.cache(sink.hold_from).latest_at(float("inf"))
-            if sample is not None:
-                return np.asarray(sample.value, np.float32)[: sink.dim]
-        return np.zeros(sink.dim, np.float32)
-
     def _safe_stop(self, reason: str) -> None:
         """Publish the safe command; count and report a new safe stop once per episode."""
         if self.runner is not None and reason != "waiting for the first action chunk":
             self.runner.reset()  # a gap breaks the observation history
         self.cmd_pub.publish(
-            encode_command(self.mapping.action, self._safe_command(), stamp_now(self))
+            encode_command(
+                self.mapping.action,
+                safe_command(self.mapping.action, self.aligner),
+                stamp_now(self),
+            )
         )
         if not self._in_safe or reason != self.safe_reason:
             if not self._in_safe:
