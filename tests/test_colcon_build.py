@@ -128,7 +128,19 @@ def test_colcon_build_installs_the_package(tmp_path):
 
     scripts = prefix / "lib" / PKG
     assert scripts.is_dir(), "no lib/il_ros: setup.cfg's install_scripts is not applied"
-    assert (scripts / "il-core").is_file(), sorted(p.name for p in scripts.iterdir())
+    for exe in (
+        "il-core",
+        "sim_robot",
+        "scripted_teleop",
+        "teleop",
+        "recorder",
+        "inference",
+        "dagger",
+    ):  # what `ros2 run il_ros <exe>` and the launch files start
+        assert (scripts / exe).is_file(), (exe, sorted(p.name for p in scripts.iterdir()))
+    assert sorted(p.name for p in (share / "launch").glob("*.launch.py")) == sorted(
+        p.name for p in (src / "launch").glob("*.launch.py")
+    )
 
     candidates = [*prefix.glob("lib*/python3*/*-packages"), *prefix.glob("local/lib*/python3*/*")]
     site_dirs = [d for d in candidates if (d / "il_core").is_dir()]
