@@ -67,7 +67,7 @@ class EnvRegistration:
 #: Evaluation noise of ``il_ros/LaneFollowNoisy-v0`` (issue 4): a steering bias with a random
 #: sign per episode plus Gaussian steering noise per step (see :mod:`sim.lane`).
 LANE_EVAL_NOISE: dict[str, Any] = {
-    "steering_bias": 0.05,
+    "steering_bias": 0.25,
     "random_bias_sign": True,
     "steering_noise": 0.03,
 }

@@ -283,7 +283,8 @@ DEFAULT_EXPERTS: dict[str, str] = {
     "il_ros/MultimodalReachImage-v0": "multimodal_reach",
     "il_ros/LaneFollow-v0": "lane_pure_pursuit",
     "il_ros/LaneFollowNoisy-v0": "lane_pure_pursuit",
-    "CarRacing-v3": "carracing_pursuit",
+    # CarRacing-v3 has no default: gymnasium[box2d] is optional, and collecting its
+    # demonstrations names the driver explicitly (--expert carracing_pursuit).
 }
 
 # A plain policy function is told apart from a factory by the name of its first parameter:
