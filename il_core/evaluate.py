@@ -74,6 +74,13 @@ def evaluate(
     adapter = GymAdapter(env)
     check_policy_matches_env(policy, adapter, where)
     executor = PolicyExecutor(policy)
+    # The env may provide more than the policy consumes (side cameras recorded for
+    # training only, see il_core.augment): the policy gets exactly the keys of its spec.
+    keys = tuple(policy.spec.observations)
+
+    def act(obs: dict[str, np.ndarray]) -> np.ndarray:
+        return executor.step({k: obs[k] for k in keys})
+
     results: list[EpisodeResult] = []
     frames: list[np.ndarray] = []
     t0 = time.perf_counter()
@@ -81,9 +88,7 @@ def evaluate(
         for i in range(episodes):
             executor.reset()
             record = bool(video) and i < video_episodes
-            res = run_episode(
-                env, adapter, executor.step, seed + i, render=record, max_steps=max_steps
-            )
+            res = run_episode(env, adapter, act, seed + i, render=record, max_steps=max_steps)
             results.append(res)
             if record and res.frames:
                 frames.extend(res.frames)

@@ -1,7 +1,8 @@
 """Training: one loop for every registered policy, on one CPU/GPU or under ``torchrun``.
 
 Configuration is a YAML file with two sections, each validated by a dataclass (unknown keys
-are errors)::
+are errors), plus an optional ``augment:`` section (:class:`il_core.augment.AugmentConfig`:
+side-view label correction and image augmentation; absent, training is unchanged)::
 
     policy:            # the policy's own config class, plus its registered name
       name: bc
@@ -22,7 +23,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +34,7 @@ import yaml
 from torch import nn
 
 import il_core
+from il_core.augment import AugmentConfig, Augmenter
 from il_core.batch import to_torch
 from il_core.checkpoint import read_checkpoint, save_checkpoint
 from il_core.config import ConfigError, from_dict, merge, to_dict
@@ -115,15 +117,29 @@ def resolve_config(
     Raises:
         ConfigError: naming the file and key.
     """
-    unknown = sorted(set(raw) - {"policy", "train"})
+    unknown = sorted(set(raw) - {"policy", "train", "augment"})
     if unknown:
-        raise ConfigError(f"{where}: unknown top-level keys {unknown}; allowed: policy, train")
+        raise ConfigError(
+            f"{where}: unknown top-level keys {unknown}; allowed: policy, train, augment"
+        )
     pol = dict(raw.get("policy") or {})
     name = policy_name or pol.pop("name", None) or "bc"
     pol.pop("name", None)
     policy_cfg = make_config(name, pol, f"{where}: policy")
     train_cfg = from_dict(TrainConfig, raw.get("train") or {}, f"{where}: train")
     return name, policy_cfg, train_cfg
+
+
+def resolve_augment(raw: dict[str, Any], where: str = "config") -> AugmentConfig | None:
+    """Validate the optional ``augment:`` section (None when absent or empty).
+
+    Raises:
+        ConfigError: naming the file and key.
+    """
+    section = raw.get("augment")
+    if not section:
+        return None
+    return from_dict(AugmentConfig, section, f"{where}: augment")
 
 
 @dataclass
@@ -216,8 +232,13 @@ def evaluate_loss(
     batch_size: int,
     device: torch.device,
     max_samples: int = 20000,
+    transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> dict[str, float]:
-    """Mean of the policy's logged metrics over (up to ``max_samples``) windows."""
+    """Mean of the policy's logged metrics over (up to ``max_samples``) windows.
+
+    ``transform`` maps each numpy window batch before the policy sees it (the validation
+    transform of :class:`il_core.augment.Augmenter`: centre camera only, no augmentation).
+    """
     was_training = policy.training
     policy.eval()
     idx = indices[:: max(1, len(indices) // max_samples)]
@@ -225,7 +246,8 @@ def evaluate_loss(
     n = 0
     for s in range(0, len(idx), batch_size):
         b = idx[s : s + batch_size]
-        batch = to_torch(dataset.window(b, policy.n_obs_steps, policy.horizon), device)
+        window = dataset.window(b, policy.n_obs_steps, policy.horizon)
+        batch = to_torch(window if transform is None else transform(window), device)
         _, logs = policy(batch)
         for k, v in logs.items():
             totals[k] = totals.get(k, 0.0) + v * len(b)
@@ -291,6 +313,7 @@ def train(
         raw = merge(saved, raw)
         policy_name = policy_name or ckpt_state["policy"]["name"]
     name, policy_cfg, cfg = resolve_config(raw, policy_name, config_where)
+    aug_cfg = resolve_augment(raw, config_where)
     dist_info = _init_distributed(cfg.device)
     device = _select_device(cfg.device, dist_info)
     if cfg.num_threads:
@@ -307,7 +330,15 @@ def train(
     train_idx = dataset.step_indices(train_eps)
     val_idx = dataset.step_indices(val_eps) if val_eps else np.zeros(0, dtype=np.int64)
     stats = dataset.stats(train_idx)
-    policy = make_policy(name, policy_cfg, dataset.spec, stats).to(device)
+    policy_spec = dataset.spec
+    augmenter = None
+    if aug_cfg is not None:
+        # Side views: the policy is built for the centre camera only, and its action
+        # normalisation for the corrected-label mixture it will be trained on.
+        augmenter = Augmenter(aug_cfg, dataset.spec, seed=seed, rank=dist_info.rank)
+        policy_spec = augmenter.policy_spec
+        stats = augmenter.adjust_stats(stats)
+    policy = make_policy(name, policy_cfg, policy_spec, stats).to(device)
     model: nn.Module = policy
     if dist_info.world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -327,6 +358,8 @@ def train(
 
     out = Path(out)
     resolved = {"policy": {"name": name, **to_dict(policy_cfg)}, "train": to_dict(cfg)}
+    if aug_cfg is not None:
+        resolved["augment"] = to_dict(aug_cfg)
     metrics = None
     if dist_info.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -376,7 +409,10 @@ def train(
     for step in range(start, cfg.steps):
         for g in optim.param_groups:
             g["lr"] = cfg.lr * _lr_factor(cfg, step)
-        batch = to_torch(dataset.window(sampler(step), k, h), device)
+        window = dataset.window(sampler(step), k, h)
+        if augmenter is not None:
+            window = augmenter.train_batch(window, step)
+        batch = to_torch(window, device)
         loss, logs = model(batch)
         optim.zero_grad(set_to_none=True)
         loss.backward()
@@ -409,7 +445,14 @@ def train(
             and (done % cfg.val_every == 0 or done == cfg.steps)
         ):
             t_val = time.perf_counter()
-            last_val = evaluate_loss(policy, dataset, val_idx, cfg.batch_size, device)
+            last_val = evaluate_loss(
+                policy,
+                dataset,
+                val_idx,
+                cfg.batch_size,
+                device,
+                transform=None if augmenter is None else augmenter.eval_batch,
+            )
             if metrics is not None:
                 metrics.write(done, "val", last_val)
             t0 += time.perf_counter() - t_val  # validation time is not training throughput
@@ -437,4 +480,12 @@ def train(
     return summary
 
 
-__all__ = ["TrainConfig", "evaluate_loss", "resolve_config", "split_episodes", "to_torch", "train"]
+__all__ = [
+    "TrainConfig",
+    "evaluate_loss",
+    "resolve_augment",
+    "resolve_config",
+    "split_episodes",
+    "to_torch",
+    "train",
+]
