@@ -46,7 +46,7 @@ class FakeRobot:
             time.sleep(period)
 
 
-def _start(probe, out, **params):
+def _start(probe, out, status, **params):
     proc = probe.start_node(
         "recorder_node",
         params_file="config/recorder.yaml",
@@ -54,7 +54,28 @@ def _start(probe, out, **params):
     )
     probe.wait_for_subscribers("/goal", 1, 20)
     probe.wait_for_subscribers(EPISODE_CONTROL_TOPIC, 1, 20)
+    # An episode command can be lost while DDS discovery still matches our publisher to the
+    # recorder's subscription (a volatile topic): wait until a probe "start" gets through,
+    # then discard that empty episode.
+    _command(probe, status, "start", "started")
+    assert probe.call_trigger("/recorder/discard")[0]
     return proc
+
+
+def _command(probe, status, cmd, expect):
+    """Publish an episode command until the recorder reports ``expect``."""
+    n = sum(e["event"] == expect for e in _events(status))
+    pub = probe.publisher(EPISODE_CONTROL_TOPIC, String, CONTROL_QOS)
+    for _ in range(20):
+        pub.publish(String(data=cmd))
+        try:
+            probe.wait_for(
+                lambda: sum(e["event"] == expect for e in _events(status)) > n, 0.5, expect
+            )
+            return
+        except AssertionError:
+            continue
+    raise AssertionError(f"the recorder never reported {expect!r} after {cmd!r}")
 
 
 def _events(status):
@@ -70,7 +91,7 @@ def test_records_labelled_episodes_at_the_measured_rate(tmp_path):
     try:
         status = probe.subscribe("/recorder/status", String, STATUS_QOS)
         robot = FakeRobot(probe)
-        _start(probe, tmp_path / "data")
+        _start(probe, tmp_path / "data", status)
         for label in ("success", "failure"):
             robot.control.publish(String(data="start"))
             robot.run(30)
@@ -110,7 +131,7 @@ def test_malformed_messages_are_counted_and_never_crash(tmp_path):
     try:
         status = probe.subscribe("/recorder/status", String, STATUS_QOS)
         robot = FakeRobot(probe)
-        proc = _start(probe, tmp_path / "data")
+        proc = _start(probe, tmp_path / "data", status)
         robot.control.publish(String(data="start"))
         robot.run(10)
         for i in range(10):  # wrong size, NaN
@@ -137,7 +158,7 @@ def test_sigkill_mid_episode_keeps_every_completed_episode(tmp_path):
     try:
         status = probe.subscribe("/recorder/status", String, STATUS_QOS)
         robot = FakeRobot(probe)
-        proc = _start(probe, out, flush_every=5)
+        proc = _start(probe, out, status, flush_every=5)
         for _ in range(2):
             robot.control.publish(String(data="start"))
             robot.run(15)
@@ -152,7 +173,9 @@ def test_sigkill_mid_episode_keeps_every_completed_episode(tmp_path):
         assert before.num_episodes == 2 and all(e.length >= 12 for e in before.episodes)
         # The next start recovers the killed episode up to its last flush.
         n = len(_events(status))
-        _start(probe, out)
+        probe.start_node(
+            "recorder_node", params_file="config/recorder.yaml", params={"output_dir": str(out)}
+        )
         probe.wait_for(
             lambda: any(e["event"] == "ready" for e in _events(status)[n:]),
             10,
