@@ -20,7 +20,13 @@ from il_core.spec import DatasetSpec
 _REGISTRY: dict[str, type[Policy]] = {}
 
 # Built-in policy packages, imported on first lookup so that importing il_core stays cheap.
-_BUILTIN = {"bc": "il_core.policies.bc"}
+_BUILTIN = {
+    "bc": "il_core.policies.bc",
+    "diffusion": "il_core.policies.diffusion",
+    "mog": "il_core.policies.mog",
+    "act": "il_core.policies.act",
+    "ar": "il_core.policies.ar",
+}
 
 
 def register_policy(name: str):

@@ -4,13 +4,16 @@ An :class:`ObservationEncoder` turns a normalised observation history into one f
 vector: every vector key is passed through as is, every camera goes through a small CNN with a
 spatial-softmax keypoint head (robomimic's choice for manipulation: it keeps *where* things
 are, which average pooling throws away), and the per-step features of the k history steps are
-stacked. Later policies may swap the stacking for a sequence model without touching the
-per-step part.
+stacked, or, with a :class:`HistoryEncoderConfig` of kind ``gru`` or ``transformer``, read by
+a sequence model (a GRU, or a small causal transformer) whose last output summarises the
+history. Stacking stays the default, so existing configs and checkpoints are unchanged.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -93,6 +96,116 @@ class ConvEncoder(nn.Module):
         return self.proj(self.keypoints(self.conv(x)))
 
 
+@dataclass
+class HistoryEncoderConfig:
+    """How the k per-step features of an observation history become one vector.
+
+    Attributes:
+        kind: ``stack`` concatenates the k steps (output ``k * step_dim``); ``gru`` runs a
+            GRU over them and keeps its last output; ``transformer`` runs a small causal
+            transformer (learned positions, pre-norm blocks) and keeps the last token. Both
+            sequence models output ``hidden_dim`` features whatever k is.
+        hidden_dim: GRU hidden size / transformer model width.
+        num_layers: GRU layers / transformer blocks.
+        num_heads: Transformer attention heads (must divide ``hidden_dim``).
+    """
+
+    kind: Literal["stack", "gru", "transformer"] = field(
+        default="stack", metadata={"help": "stack | gru | transformer"}
+    )
+    hidden_dim: int = field(default=64, metadata={"help": "sequence model width"})
+    num_layers: int = field(default=1, metadata={"help": "GRU layers / transformer blocks"})
+    num_heads: int = field(default=2, metadata={"help": "transformer attention heads"})
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("stack", "gru", "transformer"):
+            raise ConfigError(
+                f"history_encoder.kind must be stack, gru or transformer, got {self.kind!r}"
+            )
+        if self.hidden_dim < 1 or self.num_layers < 1 or self.num_heads < 1:
+            raise ConfigError(
+                "history_encoder.hidden_dim, num_layers and num_heads must all be >= 1"
+            )
+        if self.kind == "transformer" and self.hidden_dim % self.num_heads:
+            raise ConfigError(
+                f"history_encoder.hidden_dim ({self.hidden_dim}) must be divisible by "
+                f"num_heads ({self.num_heads})"
+            )
+
+
+class _CausalBlock(nn.Module):
+    """Pre-norm transformer block with causal self-attention, written with plain ops.
+
+    ``nn.TransformerEncoderLayer`` switches to a fused kernel in inference mode that neither
+    TorchScript tracing nor ONNX export can follow; these few matmuls export everywhere.
+    """
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.ff = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """``x`` ``(B, k, dim)``, additive ``mask`` ``(k, k)`` -> ``(B, k, dim)``."""
+        b, k, d = x.shape
+        q, kk, v = self.qkv(self.norm1(x)).chunk(3, dim=-1)
+
+        def heads(t: Tensor) -> Tensor:
+            return t.reshape(b, k, self.heads, d // self.heads).transpose(1, 2)
+
+        q, kk, v = heads(q), heads(kk), heads(v)
+        att = (q @ kk.transpose(-1, -2)) / math.sqrt(d // self.heads) + mask
+        y = (att.softmax(-1) @ v).transpose(1, 2).reshape(b, k, d)
+        x = x + self.proj(y)
+        return x + self.ff(self.norm2(x))
+
+
+class HistoryEncoder(nn.Module):
+    """Per-step features ``(B, k, step_dim)`` -> one vector ``(B, out_dim)``.
+
+    Args:
+        step_dim: Feature size of one history step.
+        n_obs_steps: History length k.
+        cfg: Which sequence model (see :class:`HistoryEncoderConfig`).
+    """
+
+    def __init__(self, step_dim: int, n_obs_steps: int, cfg: HistoryEncoderConfig) -> None:
+        super().__init__()
+        self.kind = cfg.kind
+        if cfg.kind == "stack":
+            self.out_dim = step_dim * n_obs_steps
+            return
+        self.out_dim = cfg.hidden_dim
+        if cfg.kind == "gru":
+            self.gru = nn.GRU(step_dim, cfg.hidden_dim, cfg.num_layers, batch_first=True)
+            return
+        self.inp = nn.Linear(step_dim, cfg.hidden_dim)
+        self.pos = nn.Parameter(torch.zeros(n_obs_steps, cfg.hidden_dim))
+        nn.init.normal_(self.pos, std=0.02)
+        self.blocks = nn.ModuleList(
+            _CausalBlock(cfg.hidden_dim, cfg.num_heads) for _ in range(cfg.num_layers)
+        )
+        self.norm = nn.LayerNorm(cfg.hidden_dim)
+        causal = torch.full((n_obs_steps, n_obs_steps), float("-inf")).triu(1)
+        self.register_buffer("mask", causal, persistent=False)
+
+    def forward(self, f: Tensor) -> Tensor:
+        """Summarise per-step features ``(B, k, step_dim)`` as ``(B, out_dim)``."""
+        if self.kind == "stack":
+            return f.reshape(f.shape[0], -1)
+        if self.kind == "gru":
+            out, _ = self.gru(f)
+            return out[:, -1]
+        x = self.inp(f) + self.pos
+        for block in self.blocks:
+            x = block(x, self.mask)
+        return self.norm(x[:, -1])
+
+
 class ObservationEncoder(nn.Module):
     """Normalised observation history -> feature vector.
 
@@ -100,12 +213,20 @@ class ObservationEncoder(nn.Module):
         spec: Dataset spec (which keys are vectors, which are cameras).
         n_obs_steps: History length k.
         image_cfg: CNN settings for cameras.
+        history_cfg: How the k steps are combined; ``None`` stacks them (the original
+            behaviour, with no extra weights).
 
     Input: ``{key: (B, k, D)}`` vectors and ``{key: (B, k, C, H, W)}`` images, already
     normalised (see :class:`il_core.normalize.Normalizer`). Output: ``(B, out_dim)``.
     """
 
-    def __init__(self, spec: DatasetSpec, n_obs_steps: int, image_cfg: ImageEncoderConfig) -> None:
+    def __init__(
+        self,
+        spec: DatasetSpec,
+        n_obs_steps: int,
+        image_cfg: ImageEncoderConfig,
+        history_cfg: HistoryEncoderConfig | None = None,
+    ) -> None:
         super().__init__()
         self.vector_keys = spec.vector_keys
         self.image_keys = spec.image_keys
@@ -127,6 +248,9 @@ class ObservationEncoder(nn.Module):
         per_step += image_cfg.feature_dim * len(self.image_keys)
         self.step_dim = per_step
         self.out_dim = per_step * n_obs_steps
+        if history_cfg is not None and history_cfg.kind != "stack":
+            self.history = HistoryEncoder(per_step, n_obs_steps, history_cfg)
+            self.out_dim = self.history.out_dim
 
     def step_features(self, obs: dict[str, Tensor]) -> Tensor:
         """Per-step features ``(B, k, step_dim)`` of a normalised history."""
@@ -139,8 +263,10 @@ class ObservationEncoder(nn.Module):
         return torch.cat(feats, dim=-1)
 
     def forward(self, obs: dict[str, Tensor]) -> Tensor:
-        """Stacked features ``(B, k * step_dim)``."""
+        """History features ``(B, out_dim)``: stacked ``(B, k * step_dim)`` by default."""
         f = self.step_features(obs)
+        if hasattr(self, "history"):
+            return self.history(f)
         return f.reshape(f.shape[0], -1)
 
 

@@ -1,0 +1,6 @@
+"""ACT-style conditional VAE with action chunking."""
+
+from il_core.policies.act.configuration import ACTConfig
+from il_core.policies.act.model import ACTPolicy
+
+__all__ = ["ACTConfig", "ACTPolicy"]

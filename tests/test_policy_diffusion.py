@@ -1,0 +1,140 @@
+"""Diffusion policy: noise schedules, the DDIM sampler's arithmetic, EMA weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from il_core.batch import to_torch
+from il_core.checkpoint import load_policy, save_checkpoint
+from il_core.config import ConfigError
+from il_core.policies import make_config, make_policy
+from il_core.policies.diffusion.model import make_betas
+from tests.helpers import random_batch, vector_spec
+
+SMALL = {
+    "n_obs_steps": 2,
+    "horizon": 8,
+    "n_action_steps": 4,
+    "down_dims": [8, 16],
+    "diffusion_step_embed_dim": 8,
+    "n_groups": 4,
+}
+STATS = {
+    "obs.state": {"mean": np.zeros(4), "std": np.ones(4)},
+    "action": {"min": np.full(2, -2.0), "max": np.full(2, 2.0)},
+}
+
+
+@pytest.mark.parametrize("schedule", ["squaredcos_cap_v2", "linear", "scaled_linear"])
+def test_noise_schedules_go_from_clean_to_noise(schedule):
+    # The linear betas (1e-4 .. 0.02) are DDPM's, meant for 1000 levels.
+    cfg = make_config("diffusion", {"beta_schedule": schedule, "num_train_timesteps": 1000})
+    betas = make_betas(cfg)
+    alpha_bar = torch.cumprod(1 - betas, 0)
+    assert betas.shape == (1000,) and torch.all((betas > 0) & (betas < 1))
+    assert alpha_bar[0] > 0.99 and alpha_bar[-1] < 0.01
+    assert torch.all(alpha_bar[1:] < alpha_bar[:-1])
+
+
+def test_config_checks():
+    with pytest.raises(ConfigError, match="divisible by 4"):
+        make_config("diffusion", {"horizon": 6, "n_action_steps": 2, "down_dims": [8, 16, 32]})
+    with pytest.raises(ConfigError, match="num_inference_steps"):
+        make_config("diffusion", {"num_train_timesteps": 10, "num_inference_steps": 20})
+    with pytest.raises(ConfigError, match="n_groups"):
+        make_config("diffusion", {"down_dims": [12, 16], "n_groups": 8})
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "sample"])
+@pytest.mark.parametrize(("train_steps", "inference_steps"), [(100, 10), (50, 50), (100, 3)])
+def test_ddim_with_an_ideal_denoiser_lands_on_the_data(prediction, train_steps, inference_steps):
+    # If every demonstration is the same chunk c, the ideal network predicts exactly the noise
+    # in x_t (or c itself), and DDIM from any initial noise must end on c.
+    cfg = {
+        **SMALL,
+        "prediction_type": prediction,
+        "num_train_timesteps": train_steps,
+        "num_inference_steps": inference_steps,
+    }
+    policy = make_policy("diffusion", cfg, vector_spec(), STATS).eval()
+    target_raw = torch.tensor([0.5, -1.5]).expand(8, 2)  # raw units; normalised /2
+    c = policy.normalizer.normalize_action(target_raw)
+
+    def ideal(x, t, cond):
+        if prediction == "sample":
+            return c.expand_as(x)
+        return (x - policy.sqrt_ab[t, None, None] * c) / policy.sqrt_1m_ab[t, None, None]
+
+    policy.ema_net.unet.forward = ideal
+    noise = torch.randn(3, *policy.noise_shape)
+    obs = {"state": torch.zeros(3, 2, 4)}
+    out = policy.predict_chunk_tensor(obs, noise=noise)
+    torch.testing.assert_close(out, target_raw.expand(3, 8, 2), atol=1e-4, rtol=0)
+
+
+def test_ddim_eta_adds_per_step_noise():
+    policy = make_policy("diffusion", {**SMALL, "ddim_eta": 1.0}, vector_spec(), STATS).eval()
+    assert policy.noise_shape == (11, 8, 2)
+    det = make_policy("diffusion", SMALL, vector_spec(), STATS)
+    assert det.noise_shape == (1, 8, 2)
+
+
+def test_ema_weights_are_trained_saved_and_used_for_inference(tmp_path, rng):
+    torch.manual_seed(0)
+    policy = make_policy("diffusion", SMALL, vector_spec(), STATS)
+    ema_params = list(policy.ema_net.parameters())
+    assert ema_params and not any(p.requires_grad for p in ema_params)
+    opt = torch.optim.AdamW(policy.parameters(), lr=1e-2)
+    before = [p.clone() for p in ema_params]
+    batch = to_torch(random_batch(vector_spec(), rng, b=8, k=2, h=8), torch.device("cpu"))
+    for step in range(1, 6):
+        loss, _ = policy(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        policy.after_optimizer_step(step)
+    # The optimiser never touches the EMA copy directly, yet the average moved towards the
+    # trained weights and is not equal to them.
+    net, ema = dict(policy.net.named_parameters()), dict(policy.ema_net.named_parameters())
+    moved = [not torch.equal(a, b) for a, b in zip(before, ema_params, strict=True)]
+    assert all(moved)
+    assert any(not torch.equal(net[k], ema[k]) for k in net)
+    # Inference reads the EMA weights only: wrecking the trained ones changes nothing.
+    policy.eval()
+    obs = {"state": torch.randn(1, 2, 4)}
+    noise = torch.randn(1, *policy.noise_shape)
+    with torch.no_grad():
+        ref = policy.predict_chunk_tensor(obs, noise=noise)
+        for p in policy.net.parameters():
+            p.add_(1.0)
+        torch.testing.assert_close(policy.predict_chunk_tensor(obs, noise=noise), ref)
+    # Both sets are in the checkpoint (resuming continues the average exactly).
+    state = policy.state_dict()
+    assert any(k.startswith("ema_net.") for k in state) and any(
+        k.startswith("net.") for k in state
+    )
+    loaded = load_policy(save_checkpoint(tmp_path / "p.pt", policy))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.predict_chunk_tensor(obs, noise=noise), ref)
+
+
+def test_ema_decay_warms_up_and_can_be_off():
+    policy = make_policy("diffusion", {**SMALL, "ema_power": 0.75}, vector_spec(), STATS)
+    with torch.no_grad():
+        for p in policy.net.parameters():
+            p.fill_(1.0)
+        for p in policy.ema_net.parameters():
+            p.fill_(0.0)
+    policy.after_optimizer_step(1)  # decay 1 - 2 ** -0.75 = 0.405
+    got = next(policy.ema_net.parameters()).flatten()[0].item()
+    assert got == pytest.approx(2**-0.75, rel=1e-5)
+    off = make_policy("diffusion", {**SMALL, "use_ema": False}, vector_spec(), STATS)
+    assert off.ema_net is None and not any(k.startswith("ema_net") for k in off.state_dict())
+    off.after_optimizer_step(1)
+
+
+def test_schedule_buffers_are_not_saved():
+    state = make_policy("diffusion", SMALL, vector_spec(), STATS).state_dict()
+    assert not any(k.startswith(("ddim_", "sqrt_")) for k in state)
