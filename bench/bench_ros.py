@@ -1,0 +1,571 @@
+"""The ROS nodes over real DDS: recorder completeness and CPU, inference rate and latency.
+
+Every measurement starts real processes (``python -m il_ros.<node>`` and the synthetic robot
+``bench/_ros_synthetic_robot.py``) talking over Fast DDS in a ROS domain of their own (a
+random id in 1..101 on which discovery sees no other node, localhost-only discovery), and
+prints one JSON line per run, then one line with the median over ``--repeats`` runs.
+
+1. ``recorder_raw`` / ``recorder_compressed``: the synthetic robot publishes three 640x480
+   cameras at 30 Hz (``sensor_msgs/Image`` rgb8, or ``CompressedImage`` JPEG q90 encoded per
+   frame with OpenCV), a 7-joint ``JointState`` at 100 Hz and a 7-value command at 30 Hz;
+   the recorder (``config/bench_3cam_{raw,compressed}_mapping.yaml``: cameras resized to
+   96x96) records one episode of ``--duration`` seconds at 30 Hz. Reported: the episode
+   metadata's ``recording`` summary (complete fraction, gap ticks, measured rate, per-stream
+   received/late/stale/dropped estimate), messages published by the robot in the same window
+   (so ``lost`` = published - received, +-1 at the window edges), receive delays (receive
+   time - header stamp, from the dataset's ``receive_delay`` extras; the stamp is taken before
+   the robot encodes a frame, so JPEG encoding counts in it), the recorder's diagnostics and
+   the CPU use of the recorder and of the robot (``/proc/<pid>/stat`` utime + stime over the
+   recording's wall time, in % of one core).
+2. ``inference_<trigger>``: the inference node (``config/bench_joint_mlp_mapping.yaml``, 100
+   Hz) runs a BC MLP (256x256, built with ``make_policy``, weights random except one path
+   that makes the first action value echo the first joint position exactly; the forward pass
+   costs the same). The robot publishes ``JointState`` at 100 Hz with a sequence number in
+   that position and logs every command it receives, on one clock: observation-to-command
+   latency = command receive time - publish time of the observation it echoes. Also the
+   achieved command rate and the jitter of command arrivals seen by the robot, and the node's
+   own ``~/status`` diagnostics (rate, tick jitter, inference and obs-to-command latency,
+   tick cost). Timer-driven ticks always; event-driven ticks (``trigger``) only if the
+   inference node declares that parameter.
+
+Usage: ``python bench/bench_ros.py [--repeats 3] [--duration 60] [--quick]
+[--only recorder_raw,recorder_compressed,inference]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+import rclpy  # noqa: E402
+
+CAMERA_HZ, JOINT_HZ, COMMAND_HZ = 30.0, 100.0, 30.0
+RECORD_MAPPINGS = {
+    "recorder_raw": "config/bench_3cam_raw_mapping.yaml",
+    "recorder_compressed": "config/bench_3cam_compressed_mapping.yaml",
+}
+INFERENCE_MAPPING = "config/bench_joint_mlp_mapping.yaml"
+ROBOT_MODULE = "bench._ros_synthetic_robot"
+
+
+# -- environment ----------------------------------------------------------------------------
+
+
+def pick_domain(candidates: int = 20, listen_s: float = 1.5) -> int:
+    """A ROS domain id in 1..101 on which discovery finds no other node (localhost only)."""
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    ids = list(range(1, 102))
+    random.shuffle(ids)
+    for domain in ids[:candidates]:
+        ctx = rclpy.Context()
+        rclpy.init(context=ctx, domain_id=domain)
+        try:
+            node = rclpy.create_node("bench_domain_probe", context=ctx)
+            time.sleep(listen_s)
+            others = [n for n in node.get_node_names() if n != "bench_domain_probe"]
+            node.destroy_node()
+        finally:
+            ctx.try_shutdown()
+        if not others:
+            return domain
+    raise RuntimeError(f"no free ROS domain among {candidates} random ids")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of a process, all its threads."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu() -> tuple[float, float]:
+    """Busy and total CPU seconds of the whole machine, all cores (``/proc/stat``)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    hz = os.sysconf("SC_CLK_TCK")
+    total = sum(v)
+    return (total - v[3] - v[4]) / hz, total / hz
+
+
+class CpuWindow:
+    """CPU use over a measurement window: each of ``pids``, and everything else on the host.
+
+    ``others_cores`` (cores kept busy by processes other than the measured ones and this
+    bench) shows how contended the machine was while the figures were taken.
+    """
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = {**pids, "bench": os.getpid()}
+        self.t0 = time.time()
+        self.c0 = {k: cpu_seconds(p) for k, p in self.pids.items()}
+        self.m0 = machine_cpu()
+        self.load0 = loadavg()
+
+    def stop(self) -> dict[str, Any]:
+        """Per-process % of one core, machine busy cores, others' cores, load averages."""
+        wall = time.time() - self.t0
+        c1 = {k: cpu_seconds(p) for k, p in self.pids.items()}
+        busy1, total1 = machine_cpu()
+        ncpu = os.cpu_count() or 1
+        ours = sum(c1[k] - self.c0[k] for k in self.pids)
+        busy = busy1 - self.m0[0]
+        out: dict[str, Any] = {
+            f"{k}_cpu_pct": round(100 * (c1[k] - self.c0[k]) / wall, 1) for k in self.pids
+        }
+        out["machine_busy_cores"] = round(ncpu * busy / (total1 - self.m0[1]), 2)
+        out["others_busy_cores"] = round(ncpu * (busy - ours) / (total1 - self.m0[1]), 2)
+        out["loadavg_before"] = self.load0
+        out["loadavg_after"] = loadavg()
+        return out
+
+
+def loadavg() -> list[float]:
+    """1, 5 and 15 minute load averages."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def pct(a: Any, q: float, scale: float = 1e3, nd: int = 3) -> float | None:
+    """Percentile ``q`` of ``a`` times ``scale`` (ms by default), or None when empty."""
+    a = np.asarray(a, np.float64)
+    return round(float(np.percentile(a, q)) * scale, nd) if a.size else None
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-key median over runs for numbers (recursively), the first run's value otherwise."""
+    out: dict[str, Any] = {}
+    for k, v in runs[0].items():
+        vals = [r.get(k) for r in runs]
+        if isinstance(v, dict):
+            out[k] = median_of([x for x in vals if isinstance(x, dict)])
+        elif isinstance(v, bool) or not isinstance(v, (int, float)):
+            out[k] = v
+        else:
+            nums = [x for x in vals if isinstance(x, (int, float)) and x is not None]
+            out[k] = round(float(np.median(nums)), 4) if nums else None
+    return out
+
+
+class Session:
+    """A probe node plus the node processes of one measurement, stopped on exit."""
+
+    def __init__(self, name: str) -> None:
+        from tests.ros_utils import RosProbe
+
+        self.probe = RosProbe(name)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"bench_ros_{name}_"))
+
+    def start(self, module: str, name: str, params: dict[str, Any]) -> Any:
+        """Start a node process (logs under the session's temporary directory)."""
+        return self.probe.start_node(
+            module, params=params, node_name=name, log_path=self.tmp / f"{name}.log"
+        )
+
+    def stop(self, proc: Any) -> int:
+        """SIGINT a process and wait for it."""
+        from tests.ros_utils import stop_node
+
+        return stop_node(proc, signal.SIGINT, timeout=20.0)
+
+    def close(self, keep: bool = False) -> None:
+        """Stop everything; remove the temporary directory unless ``keep``."""
+        self.probe.close()
+        if not keep:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def robot_stats(path: Path, proc: Any) -> dict[str, np.ndarray]:
+    """The synthetic robot's stats file (after it has exited)."""
+    if not path.exists():
+        from tests.ros_utils import node_log
+
+        raise RuntimeError(f"synthetic robot wrote no stats; its log:\n{node_log(proc, 4000)}")
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+# -- recorder -------------------------------------------------------------------------------
+
+
+def run_recorder(kind: str, duration: float) -> dict[str, Any]:
+    """One recording episode of ``duration`` s; see the module docstring."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from std_msgs.msg import String
+
+    from il_core.data import EpisodeDataset
+    from il_core.mapping import load_mapping
+    from il_ros.common import STATUS_QOS
+    from il_ros.episodes import EXTRA_DELAY
+
+    mapping_file = RECORD_MAPPINGS[kind]
+    mapping = load_mapping(REPO_ROOT / mapping_file)
+    s = Session(f"bench_{kind}")
+    try:
+        probe = s.probe
+        status = probe.subscribe("/bench_recorder/status", String, STATUS_QOS)
+        diags = probe.subscribe("/diagnostics", DiagnosticArray, 10)
+        stats_file = s.tmp / "robot.npz"
+        robot = s.start(
+            ROBOT_MODULE,
+            "bench_robot",
+            {
+                "mapping_file": mapping_file,
+                "camera_rate_hz": CAMERA_HZ,
+                "joint_rate_hz": JOINT_HZ,
+                "command_rate_hz": COMMAND_HZ,
+                "stats_file": str(stats_file),
+            },
+        )
+        out = s.tmp / "data"
+        recorder = s.start(
+            "recorder_node",
+            "bench_recorder",
+            {"mapping_file": mapping_file, "output_dir": str(out)},
+        )
+        for src in mapping.observations:
+            probe.wait_for_subscribers(src.topic, 1, 60)
+            probe.wait_for_publishers(src.topic, 1, 60)
+        probe.wait_for_publishers("/bench_recorder/status", 1, 60)
+        time.sleep(3.0)  # let every stream flow before the episode starts
+        probe.assert_alive(robot)
+        probe.assert_alive(recorder)
+        cpu = CpuWindow({"recorder": recorder.pid, "robot": robot.pid})
+        ok, msg = probe.call_trigger("/bench_recorder/start", 10)
+        if not ok:
+            raise RuntimeError(f"recorder did not start: {msg}")
+        t0 = time.time()
+        time.sleep(duration)
+        n_diag = len(diags)
+        t1 = time.time()
+        ok, msg = probe.call_trigger("/bench_recorder/stop", 30)
+        wall = time.time() - t0
+        cpu_use = cpu.stop()
+        if not ok:
+            raise RuntimeError(f"recorder did not save the episode: {msg}")
+        probe.wait_for(
+            lambda: any(json.loads(m.data)["event"] == "saved" for m, _ in status), 30, "saved"
+        )
+        diag = _last_recorder_diagnostics(diags[:n_diag])
+        s.stop(recorder)
+        s.stop(robot)
+        rs = robot_stats(stats_file, robot)
+        ds = EpisodeDataset(out, cache_images=False)
+        ep = ds.episode(0)
+        rec = ep.info.metadata["recording"]
+        names = [o.key for o in mapping.observations] + ["action"]
+        delays = ep.extras[EXTRA_DELAY]
+        cams = [i for i, o in enumerate(mapping.observations) if o.is_image]
+        joints = [i for i, o in enumerate(mapping.observations) if not o.is_image]
+        streams = {}
+        robot_name = {n: n for n in names}
+        robot_name["action"] = "command"
+        for n in names:
+            st = rec["streams"][n]
+            published = rs[f"t_{robot_name[n]}"]
+            in_window = int(np.count_nonzero((published >= t0) & (published <= t1)))
+            streams[n] = {
+                "received": st["received"],
+                "published_in_window": in_window,
+                "lost": in_window - st["received"],
+                "late": st["late"],
+                "dropped_estimate": st["dropped_estimate"],
+                "stale_ticks": st["stale_ticks"],
+                "missing_ticks": st["missing_ticks"],
+                "malformed": st["malformed"],
+                "measured_rate_hz": st["measured_rate_hz"],
+            }
+        cam_names = [mapping.observations[i].key for i in cams]
+        cost = np.concatenate([rs[f"cost_{n}"] for n in cam_names])
+        size = np.concatenate([rs[f"size_{n}"] for n in cam_names])
+        return {
+            "measurement": kind,
+            "duration_s": round(wall, 2),
+            "complete_fraction": round(rec["complete_fraction"], 5),
+            "ticks": rec["ticks"],
+            "complete_ticks": rec["complete_ticks"],
+            "gap_ticks": rec["gap_ticks"],
+            "steps": ep.info.length,
+            "measured_rate_hz": round(ep.info.measured_rate_hz or 0.0, 3),
+            "tick_rate_mean_hz": rec["rate"]["rate_mean_hz"],
+            "tick_jitter_p99_ms": round(rec["rate"]["jitter_p99_s"] * 1e3, 3),
+            "missed_ticks": rec["rate"]["missed_ticks"],
+            "step_dt_max_ms": round((ep.info.dt_max_s or 0.0) * 1e3, 2),
+            "camera_receive_delay_ms_p50": pct(delays[:, cams], 50),
+            "camera_receive_delay_ms_p99": pct(delays[:, cams], 99),
+            "joint_receive_delay_ms_p50": pct(delays[:, joints], 50),
+            "joint_receive_delay_ms_p99": pct(delays[:, joints], 99),
+            **{k: v for k, v in cpu_use.items() if k.endswith("_cpu_pct")},
+            "robot_camera_publish_ms_p50": pct(cost, 50),
+            "robot_camera_publish_ms_p99": pct(cost, 99),
+            "camera_message_kb": round(float(np.median(size)) / 1e3, 1),
+            "robot_skipped_camera_ticks": int(sum(int(rs[f"skipped_{n}"]) for n in cam_names)),
+            "diagnostics": diag,
+            "streams": streams,
+            **{k: v for k, v in cpu_use.items() if not k.endswith("_cpu_pct")},
+        }
+    finally:
+        s.close()
+
+
+def _last_recorder_diagnostics(msgs: list[Any]) -> dict[str, Any]:
+    """Key figures of the last recorder ``/diagnostics`` message received while recording."""
+    for msg, _ in reversed(msgs):
+        for st in msg.status:
+            if st.name == "il_ros recorder":
+                v = {kv.key: kv.value for kv in st.values}
+                align = json.loads(v["alignment"])
+                return {
+                    "level": int.from_bytes(st.level, "little")
+                    if isinstance(st.level, bytes)
+                    else int(st.level),
+                    "message": st.message,
+                    "malformed_messages": int(v["malformed_messages"]),
+                    "rejected_steps": int(v["rejected_steps"]),
+                    "complete_fraction": align["complete_fraction"],
+                    "gap_ticks": align["gap_ticks"],
+                }
+    return {}
+
+
+# -- inference ------------------------------------------------------------------------------
+
+
+def trigger_supported() -> bool:
+    """Whether the inference node declares a ``trigger`` parameter (event-driven ticks)."""
+    src = (REPO_ROOT / "il_ros" / "inference_node.py").read_text()
+    return re.search(r"declare\(\s*self,\s*[\"']trigger[\"']", src) is not None
+
+
+def echo_checkpoint(path: Path, hidden: tuple[int, ...] = (256, 256)) -> Path:
+    """A BC MLP checkpoint for the bench mapping whose first action echoes joint 0's position.
+
+    Weights are random (seeded) except one path through unit 0 of every layer: with identity
+    normalisation (no statistics), ``action[0] = relu(relu(obs[0])) = obs[0]`` exactly for the
+    non-negative sequence numbers the synthetic robot sends. The network does the same work as
+    any MLP of its size.
+    """
+    import torch
+
+    from il_core.checkpoint import save_checkpoint
+    from il_core.mapping import load_mapping
+    from il_core.policies import make_policy
+
+    torch.manual_seed(0)
+    spec = load_mapping(REPO_ROOT / INFERENCE_MAPPING).to_spec()
+    policy = make_policy("bc", {"hidden_dims": list(hidden)}, spec)
+    linears = [m for m in policy.head if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():
+        for lin in linears:
+            lin.weight[0].zero_()
+            lin.weight[0, 0] = 1.0
+            lin.bias[0] = 0.0
+    obs = {"joints": np.arange(14, dtype=np.float32)[None] + 41.0}
+    echoed = float(policy.predict_action_chunk(obs)[0, 0])
+    if echoed != 41.0:
+        raise RuntimeError(f"echo policy returned {echoed}, expected 41.0")
+    return save_checkpoint(path, policy)
+
+
+def run_inference(trigger: str, checkpoint: Path, duration: float) -> dict[str, Any]:
+    """One inference run of ``duration`` s; see the module docstring."""
+    from std_msgs.msg import String
+
+    from il_ros.common import STATUS_QOS
+
+    s = Session(f"bench_inference_{trigger}")
+    period = 1.0 / 100.0
+    try:
+        probe = s.probe
+        status = probe.subscribe("/bench_inference/status", String, STATUS_QOS)
+        stats_file = s.tmp / "robot.npz"
+        robot = s.start(
+            ROBOT_MODULE,
+            "bench_robot",
+            {
+                "mapping_file": INFERENCE_MAPPING,
+                "joint_rate_hz": JOINT_HZ,
+                "listen_commands": True,
+                "stats_file": str(stats_file),
+            },
+        )
+        params: dict[str, Any] = {
+            "mapping_file": INFERENCE_MAPPING,
+            "checkpoint": str(checkpoint),
+            "auto_activate": True,
+            "inference_mode": "auto",
+            "num_threads": 1,
+        }
+        if trigger != "timer":
+            params["trigger"] = trigger
+        node = s.start("inference_node", "bench_inference", params)
+
+        def events(name: str) -> list[dict[str, Any]]:
+            return [e for e in (json.loads(m.data) for m, _ in status) if e["event"] == name]
+
+        probe.wait_for(lambda: events("commanding"), 90, "the inference node commanding")
+        time.sleep(3.0)  # steady state
+        probe.assert_alive(robot)
+        cpu = CpuWindow({"node": node.pid, "robot": robot.pid})
+        t0 = time.time()
+        time.sleep(duration)
+        t1 = time.time()
+        cpu_use = cpu.stop()
+        wall = t1 - t0
+        time.sleep(1.5)  # one more diagnostics period, covering the window's end
+        diag = [e for e in events("diagnostics")]
+        safe_events = [e for e in events("safe_stop")]
+        s.stop(node)
+        s.stop(robot)
+        rs = robot_stats(stats_file, robot)
+    finally:
+        s.close()
+    seq_t = rs["t_joints"]  # publish time of sequence number i + 1
+    cmd_t, cmd_v = rs["cmd_t"], rs["cmd_v0"]
+    win = (cmd_t >= t0) & (cmd_t <= t1)
+    ct, cv = cmd_t[win], cmd_v[win]
+    safe = cv <= 0  # the safe command is zero; sequence numbers start at 1
+    seq = cv[~safe].astype(np.int64)
+    latency = ct[~safe] - seq_t[seq - 1]
+    first, last = seq.min(), seq.max()
+    acted = np.unique(seq)
+    # Next-command latency: for each observation published in the window, the time until
+    # the robot receives the next command (whichever observation that command used).
+    pub = seq_t[(seq_t >= t0) & (seq_t <= t1 - 0.05)]
+    nxt = np.searchsorted(ct, pub)
+    ok = nxt < ct.size
+    reaction = ct[nxt[ok]] - pub[ok]
+    intervals = np.diff(ct)
+    d = diag[-1] if diag else {}
+    rate = d.get("rate", {})
+    return {
+        "measurement": f"inference_{trigger}",
+        "trigger": trigger,
+        "duration_s": round(wall, 2),
+        "commands": int(ct.size),
+        "command_rate_hz": round(ct.size / wall, 3),
+        "command_rate_error_pct": round(100 * (ct.size / wall / 100.0 - 1), 3),
+        "command_interval_jitter_ms_p99": pct(np.abs(intervals - period), 99),
+        "command_interval_max_ms": pct(intervals, 100),
+        "obs_to_command_ms_p50": pct(latency, 50),
+        "obs_to_command_ms_p99": pct(latency, 99),
+        "obs_to_command_ms_max": pct(latency, 100),
+        "next_command_after_obs_ms_p50": pct(reaction, 50),
+        "next_command_after_obs_ms_p99": pct(reaction, 99),
+        "commands_reusing_an_observation": int(seq.size - acted.size),
+        "observations_never_acted_on": int(last - first + 1 - acted.size),
+        "safe_commands": int(np.count_nonzero(safe)),
+        "safe_stop_events": len(safe_events),
+        **{k: v for k, v in cpu_use.items() if k.endswith("_cpu_pct")},
+        "node_diagnostics": {
+            "rate_mean_hz": rate.get("rate_mean_hz"),
+            "rate_median_hz": rate.get("rate_median_hz"),
+            "jitter_p99_ms": None
+            if rate.get("jitter_p99_s") is None
+            else round(rate["jitter_p99_s"] * 1e3, 3),
+            "missed_ticks": rate.get("missed_ticks"),
+            "inference_ms_p50": d.get("inference_ms_p50"),
+            "inference_ms_p99": d.get("inference_ms_p99"),
+            "obs_to_command_ms_p50": d.get("obs_to_command_ms_p50"),
+            "obs_to_command_ms_p99": d.get("obs_to_command_ms_p99"),
+            "tick_cost_ms_p99": d.get("tick_cost_ms_p99"),
+            "safe_stops": d.get("safe_stops"),
+            "starved_ticks": d.get("starved_ticks"),
+        },
+        **{k: v for k, v in cpu_use.items() if not k.endswith("_cpu_pct")},
+    }
+
+
+# -- main -----------------------------------------------------------------------------------
+
+
+def main() -> None:
+    """Run the measurements and print JSON lines."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=60.0, help="seconds per run")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 1 repeat of 8 s")
+    ap.add_argument(
+        "--only",
+        default="recorder_raw,recorder_compressed,inference",
+        help="comma-separated subset of recorder_raw, recorder_compressed, inference",
+    )
+    ap.add_argument(
+        "--event-trigger",
+        default="joints",
+        help="value of the inference node's trigger parameter for event-driven ticks",
+    )
+    args = ap.parse_args()
+    if args.quick:
+        args.repeats, args.duration = 1, 8.0
+    only = [x.strip() for x in args.only.split(",") if x.strip()]
+    domain = pick_domain()
+    os.environ["ROS_DOMAIN_ID"] = str(domain)
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
+    header = {
+        "measurement": "environment",
+        "ros_domain_id": domain,
+        "cpus": os.cpu_count(),
+        "loadavg": loadavg(),
+        "repeats": args.repeats,
+        "duration_s": args.duration,
+        "trigger_supported": trigger_supported(),
+    }
+    print(json.dumps(header), flush=True)
+    plan: list[tuple[str, Any]] = []
+    for kind in ("recorder_raw", "recorder_compressed"):
+        if kind in only:
+            plan.append((kind, lambda k=kind: run_recorder(k, args.duration)))
+    tmp = Path(tempfile.mkdtemp(prefix="bench_ros_ckpt_"))
+    try:
+        if "inference" in only:
+            ckpt = echo_checkpoint(tmp / "policy.pt")
+            triggers = ["timer"] + ([args.event_trigger] if trigger_supported() else [])
+            for trig in triggers:
+                fn = functools.partial(run_inference, trig, ckpt, args.duration)
+                plan.append((f"inference_{trig}", fn))
+            if not trigger_supported():
+                print(
+                    json.dumps(
+                        {
+                            "measurement": "inference_event",
+                            "skipped": "il_ros/inference_node.py declares no 'trigger' "
+                            "parameter: timer-driven ticks only",
+                        }
+                    ),
+                    flush=True,
+                )
+        results: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in plan}
+        # Interleave repeats (raw, compressed, inference, raw, ...) so that a burst of load
+        # from other jobs does not fall on every run of one measurement.
+        for rep in range(args.repeats):
+            for name, fn in plan:
+                r = fn()
+                r["repeat"] = rep
+                results[name].append(r)
+                print(json.dumps(r), flush=True)
+        for runs in results.values():
+            summary = median_of(runs)
+            summary["repeat"] = f"median of {len(runs)}"
+            print(json.dumps(summary), flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
