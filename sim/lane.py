@@ -2,9 +2,10 @@
 
 ``il_ros/LaneFollow-v0`` (and ``il_ros/LaneFollowNoisy-v0``, the same env with evaluation
 noise) is the simulator of side-view augmentation (issue 4): an expert that drives exactly
-on the centreline records no recovery data, so behaviour cloning from its centre camera
-drifts off the road under actuation noise, while the side cameras supply the missing
-"I am off-centre, steer back" frames.
+on the centreline records no recovery data, so behaviour cloning from its centre camera is
+left with the weak correction it infers from the road's perspective and drifts off the road
+under a large steering bias, while the side cameras supply the missing "I am off-centre,
+steer back" frames (figures in ``docs/benchmarks.md``).
 
 World and car (REP-103 conventions: x forward, y left, angles counter-clockwise):
 
@@ -43,7 +44,8 @@ World and car (REP-103 conventions: x forward, y left, angles counter-clockwise)
   Gaussian per step), ``speed_noise`` (relative, Gaussian per step), and a random start
   offset (``start_lateral_std`` m, ``start_heading_std`` rad).
 
-Speed: one 64x64 camera renders at about 10k frames/s on one core (``bench/bench_lane.py``).
+Speed: one 64x64 camera renders at 6k to 17k frames/s on one core of the shared development
+machine, depending on the other jobs (``bench/bench_lane.py``, ``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
