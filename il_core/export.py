@@ -28,6 +28,7 @@ only load exports you made or trust. ONNX files hold no code.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -162,6 +163,18 @@ def export_policy(
     path = Path(path)
     fmt = _format_of(path, fmt)
     policy = policy.to("cpu").eval()
+    config = policy.config
+    if fmt == "onnx" and getattr(config, "inference_dtype", "float32") != "float32":
+        # ONNX Runtime's CPU kernels have no bfloat16 matrix products: export the float32
+        # path of a policy configured for bfloat16 inference (TorchScript keeps bfloat16).
+        policy.config = dataclasses.replace(config, inference_dtype="float32")
+    try:
+        return _export(policy, path, fmt, opset)
+    finally:
+        policy.config = config
+
+
+def _export(policy: Policy, path: Path, fmt: ExportFormat, opset: int) -> Path:
     described, examples = _example_inputs(policy)
     stochastic = noise_shape_of(policy) is not None
     module = _Traceable(policy, list(policy.spec.observations), stochastic).eval()
@@ -177,6 +190,9 @@ def export_policy(
     text = json.dumps(meta)
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.inference_mode(False), torch.no_grad():
+        # One untraced call first: policies build inference caches lazily (the diffusion
+        # policy's bfloat16 U-Net copy), which must not be recorded into the graph.
+        module(*examples)
         if fmt == "torchscript":
             traced = torch.jit.trace(module, tuple(examples), check_trace=False)
             traced = torch.jit.freeze(traced)

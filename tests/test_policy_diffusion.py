@@ -138,3 +138,68 @@ def test_ema_decay_warms_up_and_can_be_off():
 def test_schedule_buffers_are_not_saved():
     state = make_policy("diffusion", SMALL, vector_spec(), STATS).state_dict()
     assert not any(k.startswith(("ddim_", "sqrt_")) for k in state)
+
+
+@pytest.mark.parametrize(
+    "conv",
+    [
+        torch.nn.Conv1d(8, 16, 5, padding=2),
+        torch.nn.Conv1d(16, 16, 3, 2, 1),  # the U-Net's downsampling
+        torch.nn.ConvTranspose1d(16, 16, 4, 2, 1),  # and its upsampling
+        torch.nn.Conv1d(16, 4, 1, bias=False),
+    ],
+)
+def test_matmul_convolution_equals_the_module(conv):
+    from il_core.policies.diffusion.model import MatmulConv1d
+
+    x = torch.randn(3, conv.in_channels, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(MatmulConv1d(conv, torch.float32)(x), conv(x))
+
+
+def test_bfloat16_inference_tracks_float32_and_the_current_weights():
+    torch.manual_seed(0)
+    cfg = {**SMALL, "clip_sample": False}
+    fp32 = make_policy("diffusion", cfg, vector_spec(), STATS).eval()
+    bf16 = make_policy("diffusion", {**cfg, "inference_dtype": "bfloat16"}, vector_spec(), STATS)
+    bf16.load_state_dict(fp32.state_dict())
+    bf16.eval()
+    obs = {"state": torch.randn(4, 2, 4)}
+    noise = torch.randn(4, *fp32.noise_shape)
+    with torch.no_grad():
+        ref = fp32.predict_chunk_tensor(obs, noise=noise)
+        got = bf16.predict_chunk_tensor(obs, noise=noise)
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, ref, atol=0.05, rtol=0.05)  # bfloat16: ~3 digits
+        assert "_lowp_unet" not in str(list(bf16.state_dict()))
+        # New weights reach the cached bfloat16 copy.
+        for p in bf16.ema_net.parameters():
+            p.mul_(0.5)
+        bf16.load_state_dict(bf16.state_dict())
+        assert not torch.allclose(bf16.predict_chunk_tensor(obs, noise=noise), got, atol=1e-3)
+
+
+def test_bfloat16_policy_exports(tmp_path):
+    import warnings
+
+    from il_core.export import ExportedPolicy, export_policy
+
+    pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    cfg = {**SMALL, "clip_sample": False, "num_inference_steps": 3}
+    policy = make_policy("diffusion", {**cfg, "inference_dtype": "bfloat16"}, vector_spec(), STATS)
+    obs = {"state": np.random.default_rng(0).normal(size=(2, 4)).astype(np.float32)}
+    noise = np.random.default_rng(1).standard_normal((1, *policy.noise_shape), dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ts = ExportedPolicy(export_policy(policy, tmp_path / "p.pt"))
+        onnx = ExportedPolicy(export_policy(policy, tmp_path / "p.onnx"))
+    assert ts.config["inference_dtype"] == "bfloat16"
+    assert onnx.config["inference_dtype"] == "float32"  # no bfloat16 kernels in ORT's CPU EP
+    assert policy.config.inference_dtype == "bfloat16"  # restored after the ONNX export
+    with torch.no_grad():
+        t_obs = {"state": torch.from_numpy(obs["state"])[None]}
+        eager = policy.eval().predict_chunk_tensor(t_obs, noise=torch.from_numpy(noise))[0]
+    eager = policy.spec.action.clip(eager.numpy())
+    np.testing.assert_allclose(ts.predict_action_chunk(obs, noise), eager, atol=1e-3)
+    np.testing.assert_allclose(onnx.predict_action_chunk(obs, noise), eager, atol=0.05)

@@ -47,6 +47,11 @@ class DiffusionConfig(PolicyConfig):
         clip_sample_range: See ``clip_sample``.
         ddim_eta: DDIM stochasticity: 0 is deterministic given the initial noise; 1 is
             DDPM-like ancestral sampling.
+        inference_dtype: ``bfloat16`` runs the U-Net at inference on a bfloat16 copy of its
+            weights, with every convolution as one matrix product (oneDNN's bf16 products use
+            AMX where the CPU has it): for LeRobot-sized U-Nets, memory-bound at batch 1, about
+            3x faster per chunk here than float32; the sampler's arithmetic stays float32.
+            Small U-Nets are overhead-bound and gain nothing. Training is always float32.
         use_ema: Keep an exponential moving average of the weights, updated after every
             optimiser step and used for inference and export.
         ema_power: EMA warm-up: ``decay = 1 - (1 + step) ** -ema_power`` (diffusion_policy's
@@ -90,6 +95,9 @@ class DiffusionConfig(PolicyConfig):
     clip_sample: bool = field(default=True, metadata={"help": "clamp the predicted clean chunk"})
     clip_sample_range: float = field(default=1.0, metadata={"help": "clamp range"})
     ddim_eta: float = field(default=0.0, metadata={"help": "DDIM eta, 0 deterministic .. 1"})
+    inference_dtype: Literal["float32", "bfloat16"] = field(
+        default="float32", metadata={"help": "U-Net dtype at inference: float32 | bfloat16"}
+    )
     use_ema: bool = field(default=True, metadata={"help": "EMA weights for inference"})
     ema_power: float = field(default=0.75, metadata={"help": "EMA warm-up power"})
     ema_max_decay: float = field(default=0.9999, metadata={"help": "EMA decay upper bound"})
