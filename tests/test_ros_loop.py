@@ -150,8 +150,11 @@ def test_dagger_round_records_flagged_steps_and_does_not_get_worse(policy_round0
     assert flags.sum() >= 1 and labels.mean() >= 0.9
     # Aggregate round 0 and the DAgger round, retrain, and compare on identical seeds.
     summary = train([recorded, loop / "dagger1"], loop / "round1", TRAIN, seed=0, progress=False)
-    # Same 100 seeds for both; retraining on more (and on-policy) data must not lose more than
-    # one episode in a hundred, the resolution of this comparison.
-    before = evaluate(policy_round0, "il_ros/PointReach-v0", 100, seed=20000)
-    after = evaluate(summary["checkpoint"], "il_ros/PointReach-v0", 100, seed=20000)
-    assert after["success_rate"] >= before["success_rate"] - 0.01, (before, after)
+    # Same 100 seeds for both. "Not worse" within the evaluation's resolution: two standard
+    # errors of a success rate over 100 episodes (floored at p = 0.99 when it is at 100%).
+    n = 100
+    before = evaluate(policy_round0, "il_ros/PointReach-v0", n, seed=20000)
+    after = evaluate(summary["checkpoint"], "il_ros/PointReach-v0", n, seed=20000)
+    p = min(max(before["success_rate"], 0.01), 0.99)
+    tolerance = 2 * (p * (1 - p) / n) ** 0.5
+    assert after["success_rate"] >= before["success_rate"] - tolerance, (before, after)
