@@ -49,7 +49,13 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
     from il_core.evaluate import evaluate
+
+    if args.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
 
     return evaluate(
         args.checkpoint,
@@ -167,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--video-episodes", type=int, default=1)
     e.add_argument("--plot", default=None, help="write a PNG of per-episode returns")
     e.add_argument("--max-steps", type=int, default=None)
+    e.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: small policies are fastest single-threaded and "
+        "do not slow down when the other core is busy)",
+    )
     e.set_defaults(func=_cmd_eval)
 
     i = sub.add_parser("info", help="summarise a dataset directory or a checkpoint")
