@@ -16,7 +16,8 @@ prints one JSON line per run, then one line with the median over ``--repeats`` r
    time - header stamp, from the dataset's ``receive_delay`` extras; the stamp is taken before
    the robot encodes a frame, so JPEG encoding counts in it), the recorder's diagnostics and
    the CPU use of the recorder and of the robot (``/proc/<pid>/stat`` utime + stime over the
-   recording's wall time, in % of one core).
+   recording's wall time, in % of one core). ``recorder_raw_reliable`` is ``recorder_raw``
+   with the recorder's ``reliable_sensors: true`` (its default subscribes best-effort).
 2. ``inference_<trigger>``: the inference node (``config/bench_joint_mlp_mapping.yaml``, 100
    Hz) runs a BC MLP (256x256, built with ``make_policy``, weights random except one path
    that makes the first action value echo the first joint position exactly; the forward pass
@@ -27,9 +28,16 @@ prints one JSON line per run, then one line with the median over ``--repeats`` r
    own ``~/status`` diagnostics (rate, tick jitter, inference and obs-to-command latency,
    tick cost). Timer-driven ticks always; event-driven ticks (``trigger``) only if the
    inference node declares that parameter.
+3. ``--executors default,events,single`` runs each measurement with the nodes' own executor
+   (``default``: ``il_ros.common.spin_node``'s ``MultiThreadedExecutor``) and, through
+   ``bench/_executor_swap_node.py``, with rclpy's ``EventsExecutor`` or
+   ``SingleThreadedExecutor`` instead (same node code), one after the other in each repeat,
+   so each variant has its baseline in the same run (names ``...+events_executor``).
 
 Usage: ``python bench/bench_ros.py [--repeats 3] [--duration 60] [--quick]
-[--only recorder_raw,recorder_compressed,inference]``
+[--only recorder_raw,recorder_raw_reliable,recorder_compressed,inference]
+[--executors default,events,single]
+[--nice -10]``
 """
 
 from __future__ import annotations
@@ -56,12 +64,17 @@ sys.path.insert(0, str(REPO_ROOT))
 import rclpy  # noqa: E402
 
 CAMERA_HZ, JOINT_HZ, COMMAND_HZ = 30.0, 100.0, 30.0
-RECORD_MAPPINGS = {
-    "recorder_raw": "config/bench_3cam_raw_mapping.yaml",
-    "recorder_compressed": "config/bench_3cam_compressed_mapping.yaml",
+RAW, JPEG = "config/bench_3cam_raw_mapping.yaml", "config/bench_3cam_compressed_mapping.yaml"
+#: Recorder measurements: mapping and recorder parameters beyond the defaults.
+RECORDINGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "recorder_raw": (RAW, {}),
+    "recorder_raw_reliable": (RAW, {"reliable_sensors": True}),
+    "recorder_compressed": (JPEG, {}),
 }
 INFERENCE_MAPPING = "config/bench_joint_mlp_mapping.yaml"
 ROBOT_MODULE = "bench._ros_synthetic_robot"
+SWAP_MODULE = "bench._executor_swap_node"
+EXECUTORS = ("default", "events", "single")
 
 
 # -- environment ----------------------------------------------------------------------------
@@ -129,7 +142,7 @@ class CpuWindow:
             f"{k}_cpu_pct": round(100 * (c1[k] - self.c0[k]) / wall, 1) for k in self.pids
         }
         out["machine_busy_cores"] = round(ncpu * busy / (total1 - self.m0[1]), 2)
-        out["others_busy_cores"] = round(ncpu * (busy - ours) / (total1 - self.m0[1]), 2)
+        out["others_busy_cores"] = max(0.0, round(ncpu * (busy - ours) / (total1 - self.m0[1]), 2))
         out["loadavg_before"] = self.load0
         out["loadavg_after"] = loadavg()
         return out
@@ -147,14 +160,18 @@ def pct(a: Any, q: float, scale: float = 1e3, nd: int = 3) -> float | None:
 
 
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per-key median over runs for numbers (recursively), the first run's value otherwise."""
+    """Per-key median over runs for numbers (recursively).
+
+    Other values: the first run's if every run agrees, else the list of every run's (load
+    averages, for example).
+    """
     out: dict[str, Any] = {}
     for k, v in runs[0].items():
         vals = [r.get(k) for r in runs]
         if isinstance(v, dict):
             out[k] = median_of([x for x in vals if isinstance(x, dict)])
         elif isinstance(v, bool) or not isinstance(v, (int, float)):
-            out[k] = v
+            out[k] = v if all(x == v for x in vals) else vals
         else:
             nums = [x for x in vals if isinstance(x, (int, float)) and x is not None]
             out[k] = round(float(np.median(nums)), 4) if nums else None
@@ -164,17 +181,31 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
 class Session:
     """A probe node plus the node processes of one measurement, stopped on exit."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, executor: str = "default") -> None:
         from tests.ros_utils import RosProbe
 
         self.probe = RosProbe(name)
         self.tmp = Path(tempfile.mkdtemp(prefix=f"bench_ros_{name}_"))
+        self.executor = executor
 
     def start(self, module: str, name: str, params: dict[str, Any]) -> Any:
-        """Start a node process (logs under the session's temporary directory)."""
-        return self.probe.start_node(
-            module, params=params, node_name=name, log_path=self.tmp / f"{name}.log"
-        )
+        """Start a node process (logs under the session's temporary directory).
+
+        An il_ros node runs with the session's executor: ``default`` is the node's own
+        (``il_ros.common.spin_node``), others go through ``bench/_executor_swap_node.py``.
+        """
+        env = {}
+        if self.executor != "default" and not module.startswith("bench."):
+            env = {"IL_ROS_BENCH_NODE": f"il_ros.{module}", "IL_ROS_BENCH_EXECUTOR": self.executor}
+            module = SWAP_MODULE
+        os.environ.update(env)  # start_node passes os.environ to the child
+        try:
+            return self.probe.start_node(
+                module, params=params, node_name=name, log_path=self.tmp / f"{name}.log"
+            )
+        finally:
+            for k in env:
+                os.environ.pop(k, None)
 
     def stop(self, proc: Any) -> int:
         """SIGINT a process and wait for it."""
@@ -202,7 +233,11 @@ def robot_stats(path: Path, proc: Any) -> dict[str, np.ndarray]:
 # -- recorder -------------------------------------------------------------------------------
 
 
-def run_recorder(kind: str, duration: float) -> dict[str, Any]:
+def _name(base: str, executor: str) -> str:
+    return base if executor == "default" else f"{base}+{executor}_executor"
+
+
+def run_recorder(kind: str, duration: float, executor: str = "default") -> dict[str, Any]:
     """One recording episode of ``duration`` s; see the module docstring."""
     from diagnostic_msgs.msg import DiagnosticArray
     from std_msgs.msg import String
@@ -212,9 +247,9 @@ def run_recorder(kind: str, duration: float) -> dict[str, Any]:
     from il_ros.common import STATUS_QOS
     from il_ros.episodes import EXTRA_DELAY
 
-    mapping_file = RECORD_MAPPINGS[kind]
+    mapping_file, extra_params = RECORDINGS[kind]
     mapping = load_mapping(REPO_ROOT / mapping_file)
-    s = Session(f"bench_{kind}")
+    s = Session(f"bench_{kind}", executor)
     try:
         probe = s.probe
         status = probe.subscribe("/bench_recorder/status", String, STATUS_QOS)
@@ -235,7 +270,7 @@ def run_recorder(kind: str, duration: float) -> dict[str, Any]:
         recorder = s.start(
             "recorder_node",
             "bench_recorder",
-            {"mapping_file": mapping_file, "output_dir": str(out)},
+            {"mapping_file": mapping_file, "output_dir": str(out), **extra_params},
         )
         for src in mapping.observations:
             probe.wait_for_subscribers(src.topic, 1, 60)
@@ -290,10 +325,13 @@ def run_recorder(kind: str, duration: float) -> dict[str, Any]:
                 "measured_rate_hz": st["measured_rate_hz"],
             }
         cam_names = [mapping.observations[i].key for i in cams]
+        cam_received = sum(streams[n]["received"] for n in cam_names)
         cost = np.concatenate([rs[f"cost_{n}"] for n in cam_names])
         size = np.concatenate([rs[f"size_{n}"] for n in cam_names])
         return {
-            "measurement": kind,
+            "measurement": _name(kind, executor),
+            "executor": executor,
+            "recorder_params": extra_params,
             "duration_s": round(wall, 2),
             "complete_fraction": round(rec["complete_fraction"], 5),
             "ticks": rec["ticks"],
@@ -310,6 +348,11 @@ def run_recorder(kind: str, duration: float) -> dict[str, Any]:
             "joint_receive_delay_ms_p50": pct(delays[:, joints], 50),
             "joint_receive_delay_ms_p99": pct(delays[:, joints], 99),
             **{k: v for k, v in cpu_use.items() if k.endswith("_cpu_pct")},
+            # All of the recorder's CPU time (joint states, commands, ticks, writing
+            # included) per camera frame it received: an upper bound on the cost of a frame.
+            "recorder_cpu_ms_per_camera_frame": round(
+                10 * cpu_use["recorder_cpu_pct"] * wall / max(1, cam_received), 3
+            ),
             "robot_camera_publish_ms_p50": pct(cost, 50),
             "robot_camera_publish_ms_p99": pct(cost, 99),
             "camera_message_kb": round(float(np.median(size)) / 1e3, 1),
@@ -381,13 +424,15 @@ def echo_checkpoint(path: Path, hidden: tuple[int, ...] = (256, 256)) -> Path:
     return save_checkpoint(path, policy)
 
 
-def run_inference(trigger: str, checkpoint: Path, duration: float) -> dict[str, Any]:
+def run_inference(
+    trigger: str, checkpoint: Path, duration: float, executor: str = "default"
+) -> dict[str, Any]:
     """One inference run of ``duration`` s; see the module docstring."""
     from std_msgs.msg import String
 
     from il_ros.common import STATUS_QOS
 
-    s = Session(f"bench_inference_{trigger}")
+    s = Session(f"bench_inference_{trigger}", executor)
     period = 1.0 / 100.0
     try:
         probe = s.probe
@@ -453,8 +498,9 @@ def run_inference(trigger: str, checkpoint: Path, duration: float) -> dict[str, 
     d = diag[-1] if diag else {}
     rate = d.get("rate", {})
     return {
-        "measurement": f"inference_{trigger}",
+        "measurement": _name(f"inference_{trigger}", executor),
         "trigger": trigger,
+        "executor": executor,
         "duration_s": round(wall, 2),
         "commands": int(ct.size),
         "command_rate_hz": round(ct.size / wall, 3),
@@ -471,6 +517,9 @@ def run_inference(trigger: str, checkpoint: Path, duration: float) -> dict[str, 
         "safe_commands": int(np.count_nonzero(safe)),
         "safe_stop_events": len(safe_events),
         **{k: v for k, v in cpu_use.items() if k.endswith("_cpu_pct")},
+        "node_cpu_ms_per_command": round(
+            10 * cpu_use["node_cpu_pct"] * wall / max(1, int(ct.size)), 3
+        ),
         "node_diagnostics": {
             "rate_mean_hz": rate.get("rate_mean_hz"),
             "rate_median_hz": rate.get("rate_median_hz"),
@@ -501,15 +550,35 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 repeat of 8 s")
     ap.add_argument(
         "--only",
-        default="recorder_raw,recorder_compressed,inference",
-        help="comma-separated subset of recorder_raw, recorder_compressed, inference",
+        default=",".join([*RECORDINGS, "inference"]),
+        help="comma-separated subset of " + ", ".join([*RECORDINGS, "inference"]),
     )
     ap.add_argument(
         "--event-trigger",
         default="joints",
         help="value of the inference node's trigger parameter for event-driven ticks",
     )
+    ap.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="run the bench and every process it starts at this nice value (e.g. -10; needs "
+        "root): a diagnostic of how much a contended machine costs, not the headline figures",
+    )
+    ap.add_argument(
+        "--executors",
+        default="default",
+        help="comma-separated rclpy executors to run the nodes with, each measured in turn: "
+        "default (the nodes' own MultiThreadedExecutor), events (rclpy.experimental."
+        "EventsExecutor), single (SingleThreadedExecutor)",
+    )
     args = ap.parse_args()
+    executors = [x.strip() for x in args.executors.split(",") if x.strip()]
+    bad = sorted(set(executors) - set(EXECUTORS))
+    if bad:
+        ap.error(f"unknown executors {bad}; choose from {list(EXECUTORS)}")
+    if args.nice:
+        os.setpriority(os.PRIO_PROCESS, 0, args.nice)  # inherited by the node processes
     if args.quick:
         args.repeats, args.duration = 1, 8.0
     only = [x.strip() for x in args.only.split(",") if x.strip()]
@@ -525,20 +594,25 @@ def main() -> None:
         "repeats": args.repeats,
         "duration_s": args.duration,
         "trigger_supported": trigger_supported(),
+        "nice": os.getpriority(os.PRIO_PROCESS, 0),
+        "executors": executors,
     }
     print(json.dumps(header), flush=True)
     plan: list[tuple[str, Any]] = []
-    for kind in ("recorder_raw", "recorder_compressed"):
+    for kind in RECORDINGS:
         if kind in only:
-            plan.append((kind, lambda k=kind: run_recorder(k, args.duration)))
+            for ex in executors:
+                fn = functools.partial(run_recorder, kind, args.duration, ex)
+                plan.append((_name(kind, ex), fn))
     tmp = Path(tempfile.mkdtemp(prefix="bench_ros_ckpt_"))
     try:
         if "inference" in only:
             ckpt = echo_checkpoint(tmp / "policy.pt")
             triggers = ["timer"] + ([args.event_trigger] if trigger_supported() else [])
             for trig in triggers:
-                fn = functools.partial(run_inference, trig, ckpt, args.duration)
-                plan.append((f"inference_{trig}", fn))
+                for ex in executors:
+                    fn = functools.partial(run_inference, trig, ckpt, args.duration, ex)
+                    plan.append((_name(f"inference_{trig}", ex), fn))
             if not trigger_supported():
                 print(
                     json.dumps(
@@ -556,7 +630,7 @@ def main() -> None:
         for rep in range(args.repeats):
             for name, fn in plan:
                 r = fn()
-                r["repeat"] = rep
+                r["repeat"], r["nice"] = rep, args.nice
                 results[name].append(r)
                 print(json.dumps(r), flush=True)
         for runs in results.values():
