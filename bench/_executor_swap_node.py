@@ -6,7 +6,8 @@
 
 - ``events``: ``rclpy.experimental.EventsExecutor`` (C++ event queue, one thread; Jazzy and
   later);
-- ``single``: ``rclpy.executors.SingleThreadedExecutor``.
+- ``multi``: ``rclpy.executors.MultiThreadedExecutor`` with 3 threads (what the nodes used
+  before they moved to the single-threaded executor, see ``il_ros.common.spin_node``).
 
 Only the executor that ``il_ros.common.spin_node`` creates changes; the node's code, its
 callback groups and parameters stay the same, so the difference measured is the executor's.
@@ -25,17 +26,17 @@ def _executor(kind: str) -> Any:
     if kind == "events":
         from rclpy.experimental import EventsExecutor
 
-        return lambda num_threads=None: EventsExecutor()
-    if kind == "single":
-        from rclpy.executors import SingleThreadedExecutor
+        return lambda: EventsExecutor()
+    if kind == "multi":
+        from rclpy.executors import MultiThreadedExecutor
 
-        return lambda num_threads=None: SingleThreadedExecutor()
-    raise ValueError(f"IL_ROS_BENCH_EXECUTOR must be events or single, got {kind!r}")
+        return lambda: MultiThreadedExecutor(num_threads=3)
+    raise ValueError(f"IL_ROS_BENCH_EXECUTOR must be events or multi, got {kind!r}")
 
 
 def main() -> int:
     """Patch ``il_ros.common``'s executor class, then run the node's ``main``."""
-    il_ros.common.MultiThreadedExecutor = _executor(os.environ["IL_ROS_BENCH_EXECUTOR"])
+    il_ros.common.SingleThreadedExecutor = _executor(os.environ["IL_ROS_BENCH_EXECUTOR"])
     node = importlib.import_module(os.environ["IL_ROS_BENCH_NODE"])
     return node.main()
 

@@ -28,15 +28,15 @@ prints one JSON line per run, then one line with the median over ``--repeats`` r
    own ``~/status`` diagnostics (rate, tick jitter, inference and obs-to-command latency,
    tick cost). Timer-driven ticks always; event-driven ticks (``trigger``) only if the
    inference node declares that parameter.
-3. ``--executors default,events,single`` runs each measurement with the nodes' own executor
-   (``default``: ``il_ros.common.spin_node``'s ``MultiThreadedExecutor``) and, through
-   ``bench/_executor_swap_node.py``, with rclpy's ``EventsExecutor`` or
-   ``SingleThreadedExecutor`` instead (same node code), one after the other in each repeat,
+3. ``--executors default,events,multi`` runs each measurement with the nodes' own executor
+   (``default``: ``il_ros.common.spin_node``'s ``SingleThreadedExecutor``) and, through
+   ``bench/_executor_swap_node.py``, with rclpy's ``EventsExecutor`` or a 3-thread
+   ``MultiThreadedExecutor`` instead (same node code), one after the other in each repeat,
    so each variant has its baseline in the same run (names ``...+events_executor``).
 
 Usage: ``python bench/bench_ros.py [--repeats 3] [--duration 60] [--quick]
 [--only recorder_raw,recorder_raw_reliable,recorder_compressed,inference]
-[--executors default,events,single]
+[--executors default,events,multi]
 [--nice -10]``
 """
 
@@ -74,7 +74,7 @@ RECORDINGS: dict[str, tuple[str, dict[str, Any]]] = {
 INFERENCE_MAPPING = "config/bench_joint_mlp_mapping.yaml"
 ROBOT_MODULE = "bench._ros_synthetic_robot"
 SWAP_MODULE = "bench._executor_swap_node"
-EXECUTORS = ("default", "events", "single")
+EXECUTORS = ("default", "events", "multi")
 
 
 # -- environment ----------------------------------------------------------------------------
@@ -569,8 +569,8 @@ def main() -> None:
         "--executors",
         default="default",
         help="comma-separated rclpy executors to run the nodes with, each measured in turn: "
-        "default (the nodes' own MultiThreadedExecutor), events (rclpy.experimental."
-        "EventsExecutor), single (SingleThreadedExecutor)",
+        "default (the nodes' own SingleThreadedExecutor), events (rclpy.experimental."
+        "EventsExecutor), multi (MultiThreadedExecutor, 3 threads)",
     )
     args = ap.parse_args()
     executors = [x.strip() for x in args.executors.split(",") if x.strip()]

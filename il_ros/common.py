@@ -24,7 +24,7 @@ from typing import Any
 
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import (
     DurabilityPolicy,
@@ -152,10 +152,18 @@ def spin_node(
     make_node: Callable[[], Node],
     args: Sequence[str] | None = None,
     *,
-    threads: int = 2,
     on_exit: Callable[[Node], None] | None = None,
 ) -> int:
-    """Initialise rclpy, spin ``make_node()`` in a multi-threaded executor, shut down cleanly.
+    """Initialise rclpy, spin ``make_node()`` in a single-threaded executor, shut down cleanly.
+
+    Single-threaded on purpose. With rclpy's ``MultiThreadedExecutor`` (Kilted), our recorder
+    received episode commands and sensor samples up to 3 s late in about a third of test
+    runs on an idle 2-core machine (the executor skips ready entities whose mutually
+    exclusive callback group is busy, a known family of rclpy/rclcpp executor bugs); with
+    the single-threaded executor, never in the same runs. Work that may block runs on
+    threads the node owns: the dataset writer (:class:`il_core.data.BackgroundWriter`),
+    policy inference ahead of the queue (:class:`il_core.execution.PolicyExecutor`), and
+    checkpoint loading on reload (an ``async`` service callback).
 
     ``on_exit`` runs before the node is destroyed, also on Ctrl-C and external shutdown,
     so a node can command a safe stop or finish an episode. Works on Humble and later
@@ -169,7 +177,7 @@ def spin_node(
     node = None
     try:
         node = make_node()
-        executor = MultiThreadedExecutor(num_threads=threads)
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         # spin_once with a timeout, not spin(): a node with no timer (an unconfigured
         # lifecycle node) would otherwise block in the wait forever and never see Ctrl-C.

@@ -400,7 +400,7 @@ class DaggerNode(LifecycleNode):
 
 def main(args: list[str] | None = None) -> int:
     """``ros2 run il_ros dagger --ros-args --params-file config/dagger.yaml``."""
-    return spin_node(DaggerNode, args, threads=3, on_exit=lambda n: n.shutdown())
+    return spin_node(DaggerNode, args, on_exit=lambda n: n.shutdown())
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Episode control and writing, shared by the recorder and the DAgger node.
 
-An :class:`EpisodeSession` owns a crash-safe ``il_core.data.DatasetWriter`` and exposes the
+An :class:`EpisodeSession` owns a crash-safe ``il_core.data.DatasetWriter`` (driven from a
+background thread, so disk stalls never reach the control loop) and exposes the
 episode control every recording node offers: services ``~/start``, ``~/stop``,
 ``~/discard``, ``~/mark_success``, ``~/mark_failure`` (``std_srvs/Trigger``) and the
 episode-control topic (std_msgs/String ``start``, ``stop``, ``discard``, ``success``,
@@ -21,7 +22,8 @@ from rclpy.node import Node
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from il_core.data import DatasetError, DatasetWriter
+from il_core.data import DatasetError, DatasetWriter, EpisodeInfo
+from il_core.data.background import BackgroundWriter, WriterCallbacks
 from il_core.mapping import RobotMapping
 from il_core.spec import SpecError
 from il_ros.common import CONTROL_QOS, EPISODE_CONTROL_TOPIC, STATUS_QOS, stamp_now
@@ -57,9 +59,14 @@ def recording_extras(mapping: RobotMapping) -> dict[str, int]:
 class EpisodeSession:
     """Episode state machine + writer of one recording node.
 
+    Writing happens on a background thread (:class:`il_core.data.BackgroundWriter`): the
+    node's timer only queues steps, so a slow fsync (seconds, on a busy disk) never delays
+    a recording tick or an episode command. Saves and discards are reported on ``~/status``
+    and in the log when they have reached the disk.
+
     Args:
         node: The owning node (services, topics and logs are created on it).
-        writer: The dataset writer (the node's dataset).
+        writer: The dataset writer (the node's dataset); only the writer thread uses it.
         summary: Returns the JSON-compatible report stored in each episode's metadata.
         on_start: Called when an episode starts (reset the node's counters).
         start_metadata: Stored in each episode's metadata at start.
@@ -73,14 +80,19 @@ class EpisodeSession:
         on_start: Callable[[], None] | None = None,
         start_metadata: dict[str, Any] | None = None,
     ) -> None:
-        self.node, self.writer = node, writer
+        self.node = node
         self._summary, self._on_start = summary, on_start
         self._start_metadata = start_metadata or {}
-        self.lock = threading.Lock()  # the writer is used from timer and service threads
-        self.recording = False
+        # Episode state changes come from timer, topic and service threads.
+        self.lock = threading.Lock()
         self.started_at = 0.0
         self.episodes_saved = 0
-        self.rejected_steps = 0
+        self.writer = BackgroundWriter(
+            writer,
+            WriterCallbacks(
+                on_saved=self._saved, on_discarded=self._discarded, on_error=self._error
+            ),
+        )
         self.status_pub = node.create_publisher(String, "~/status", STATUS_QOS)
         group = MutuallyExclusiveCallbackGroup()
         node.create_subscription(
@@ -88,6 +100,31 @@ class EpisodeSession:
         )
         for name, fn in self._commands(services=True).items():
             node.create_service(Trigger, f"~/{name}", self._trigger(fn), callback_group=group)
+
+    @property
+    def recording(self) -> bool:
+        """Whether an episode is open."""
+        return self.writer.episode_open
+
+    @property
+    def rejected_steps(self) -> int:
+        """Steps the writer refused (bad shape, NaN, ...), all episodes."""
+        return self.writer.rejected_steps
+
+    @property
+    def steps_in_episode(self) -> int:
+        """Steps queued for the open episode."""
+        return self.writer.steps_in_episode
+
+    def writer_report(self) -> dict[str, int]:
+        """Counters of the background writer, for diagnostics."""
+        w = self.writer
+        return {
+            "write_backlog": w.backlog,
+            "dropped_steps_disk_behind": w.dropped_steps,
+            "rejected_steps": w.rejected_steps,
+            "write_errors": w.write_errors,
+        }
 
     def _commands(self, services: bool = False) -> dict[str, Callable[[], tuple[bool, str]]]:
         success, failure = ("mark_success", "mark_failure") if services else ("success", "failure")
@@ -111,56 +148,33 @@ class EpisodeSession:
             self.writer.start_episode(dict(self._start_metadata))
             if self._on_start is not None:
                 self._on_start()
-            self.recording = True
             self.started_at = stamp_now(self.node)
         self.status({"event": "started"})
         return True, "started"
 
     def stop(self, success: bool | None = None) -> tuple[bool, str]:
-        """End the open episode, optionally labelled, and commit it atomically."""
+        """End the open episode, optionally labelled; it is committed in the background."""
         with self.lock:
             if not self.recording:
                 return False, "no episode is being recorded"
             return self.end_locked(success, "stopped")
 
     def end_locked(self, success: bool | None, why: str) -> tuple[bool, str]:
-        """Commit the open episode; the caller holds :attr:`lock`."""
-        self.recording = False
-        summary = self._summary()
-        brief = {k: summary.get(k) for k in ("ticks", "complete_ticks", "gap_ticks")}
-        if self.writer.num_steps_in_episode == 0:
-            self.writer.discard_episode()
-            self.status({"event": "discarded", "reason": "no recorded step", **brief})
-            return False, "episode had no recorded step; discarded"
-        info = self.writer.end_episode(success=success, metadata={"recording": summary})
-        self.episodes_saved += 1
-        self.status(
-            {
-                "event": "saved",
-                "episode": info.path.name,
-                "length": info.length,
-                "success": success,
-                "why": why,
-                "measured_rate_hz": info.measured_rate_hz,
-                **brief,
-            }
-        )
-        self.node.get_logger().info(
-            f"saved {info.path.name}: {info.length} steps, "
-            f"{info.measured_rate_hz or 0:.1f} Hz measured, success={success}, "
-            f"gap ticks {brief['gap_ticks']}"
-        )
-        return True, f"saved {info.path.name} ({info.length} steps)"
+        """Queue the commit of the open episode; the caller holds :attr:`lock`.
+
+        The summary is taken now, at the end of the episode; ``saved`` (or ``discarded``,
+        if no step was recorded) follows on ``~/status`` once the files are on disk.
+        """
+        steps = self.writer.steps_in_episode
+        self.writer.end_episode(success, {"recording": self._summary()}, why)
+        return True, f"ending the episode ({steps} steps queued)"
 
     def discard(self) -> tuple[bool, str]:
         """Drop the open episode."""
         with self.lock:
-            if not self.recording:
+            if not self.writer.discard_episode():
                 return False, "no episode is being recorded"
-            self.recording = False
-            self.writer.discard_episode()
-        self.status({"event": "discarded", "reason": "requested"})
-        return True, "discarded"
+        return True, "discarding"
 
     def add_step_locked(
         self,
@@ -169,23 +183,49 @@ class EpisodeSession:
         t: float,
         extras: dict[str, np.ndarray],
     ) -> bool:
-        """Append one step (caller holds :attr:`lock`); a rejected step is logged, not fatal."""
-        try:
-            self.writer.add_step(obs, action, t, extras=extras)
-            return True
-        except (DatasetError, SpecError) as e:
-            self.rejected_steps += 1
-            self.node.get_logger().error(
-                f"step rejected, not recorded: {e}", throttle_duration_sec=2.0
-            )
-            return False
+        """Queue one step (caller holds :attr:`lock`); False if it was dropped."""
+        return self.writer.add_step(obs, action, t, extras)
 
-    def close(self) -> None:
-        """Commit an open episode unlabelled (Ctrl-C, shutdown) and close the writer."""
+    def close(self, timeout: float = 30.0) -> None:
+        """Commit an open episode unlabelled (Ctrl-C, shutdown), write everything queued."""
         with self.lock:
             if self.recording:
                 self.end_locked(None, "node shutdown")
-            self.writer.close()
+        self.writer.close(timeout)
+
+    # ------------------------------------------------------------- writer thread reports
+
+    def _saved(self, info: EpisodeInfo, why: str) -> None:
+        self.episodes_saved += 1
+        rec = info.metadata.get("recording", {}) if info.metadata else {}
+        brief = {k: rec.get(k) for k in ("ticks", "complete_ticks", "gap_ticks")}
+        self.status(
+            {
+                "event": "saved",
+                "episode": info.path.name,
+                "length": info.length,
+                "success": info.success,
+                "why": why,
+                "measured_rate_hz": info.measured_rate_hz,
+                **brief,
+            }
+        )
+        self.node.get_logger().info(
+            f"saved {info.path.name}: {info.length} steps, "
+            f"{info.measured_rate_hz or 0:.1f} Hz measured, success={info.success}, "
+            f"gap ticks {brief['gap_ticks']}"
+        )
+
+    def _discarded(self, reason: str, steps: int) -> None:
+        self.status({"event": "discarded", "reason": reason, "steps": steps})
+        self.node.get_logger().info(f"discarded an episode of {steps} steps: {reason}")
+
+    def _error(self, e: BaseException) -> None:
+        rejected = isinstance(e, (DatasetError, SpecError))
+        what = "step rejected, not recorded" if rejected else "dataset write failed"
+        self.node.get_logger().error(f"{what}: {e}", throttle_duration_sec=2.0)
+        if not rejected:
+            self.status({"event": "error", "error": str(e)})
 
     def _on_control(self, msg: String) -> None:
         cmd = msg.data.strip().lower()
@@ -196,8 +236,13 @@ class EpisodeSession:
             )
             return
         ok, text = commands[cmd]()
+        # A refused command is logged too (a "success" with no open episode): it is what an
+        # operator needs to see when an episode seems to vanish. One call per severity,
+        # since rclpy refuses a call site whose severity changes.
         if ok:
             self.node.get_logger().info(f"episode control {cmd!r}: {text}")
+        else:
+            self.node.get_logger().warning(f"episode control {cmd!r} refused: {text}")
 
     @staticmethod
     def _trigger(fn: Callable[[], tuple[bool, str]]) -> Any:

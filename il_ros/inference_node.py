@@ -32,6 +32,7 @@ import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.task import Future
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
@@ -329,11 +330,23 @@ class InferenceNode(LifecycleNode):
         check_policy_mapping(policy, self.mapping, path)
         return policy
 
-    def _on_reload(self, request: Trigger.Request, response: Trigger.Response) -> Any:
+    async def _on_reload(self, request: Trigger.Request, response: Trigger.Response) -> Any:
+        # Loading takes from milliseconds to seconds (torch, a large checkpoint): it runs on
+        # its own thread while this coroutine waits, so the control ticks go on meanwhile
+        # (the node spins in a single-threaded executor, see il_ros.common.spin_node).
         path = self.get_parameter("checkpoint").value
+        loaded: Future = Future()
+
+        def load() -> None:
+            try:
+                loaded.set_result(self._load(path))
+            except Exception as e:  # reported to the caller below, never kills the node
+                loaded.set_exception(e)
+
+        threading.Thread(target=load, name="il_ros-reload", daemon=True).start()
         try:
-            policy = self._load(path)
-        except (CheckpointError, OSError, ValueError) as e:
+            policy = await loaded
+        except Exception as e:
             response.success, response.message = False, str(e)
             self.get_logger().error(f"reload refused, keeping the current policy: {e}")
             return response
@@ -457,7 +470,7 @@ class InferenceNode(LifecycleNode):
 
 def main(args: list[str] | None = None) -> int:
     """``ros2 run il_ros inference --ros-args --params-file config/inference.yaml``."""
-    return spin_node(InferenceNode, args, threads=3, on_exit=lambda n: n.shutdown())
+    return spin_node(InferenceNode, args, on_exit=lambda n: n.shutdown())
 
 
 if __name__ == "__main__":

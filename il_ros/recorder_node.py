@@ -221,6 +221,11 @@ class RecorderNode(Node):
         message = "recording" if recording else "idle"
         if recording and ticks and complete / ticks < 0.9:
             level, message = DiagnosticStatus.WARN, "recording with gaps"
+        writer = self.session.writer_report()
+        if writer["dropped_steps_disk_behind"]:
+            level, message = DiagnosticStatus.WARN, "disk too slow: steps dropped"
+        if writer["write_errors"]:
+            level, message = DiagnosticStatus.ERROR, "dataset writes failed"
         self.diag_pub.publish(
             diagnostic_array(
                 self,
@@ -230,9 +235,9 @@ class RecorderNode(Node):
                 {
                     "recording": str(recording),
                     "episodes_saved": self.session.episodes_saved,
-                    "steps_in_episode": self.writer.num_steps_in_episode,
+                    "steps_in_episode": self.session.steps_in_episode,
                     "malformed_messages": self.malformed,
-                    "rejected_steps": self.session.rejected_steps,
+                    **writer,
                     "alignment": summary,
                 },
             )
@@ -241,7 +246,7 @@ class RecorderNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """``ros2 run il_ros recorder --ros-args --params-file config/recorder.yaml``."""
-    return spin_node(RecorderNode, args, threads=3, on_exit=lambda n: n.session.close())
+    return spin_node(RecorderNode, args, on_exit=lambda n: n.session.close())
 
 
 if __name__ == "__main__":

@@ -46,26 +46,34 @@ class FakeRobot:
             time.sleep(period)
 
 
-def _start(probe, out, status, **params):
+def _start(probe, out, status, robot=None, **params):
     proc = probe.start_node(
         "recorder_node",
         params_file="config/recorder.yaml",
         params={"output_dir": str(out), **params},
     )
-    probe.wait_for_subscribers("/goal", 1, 20)
-    probe.wait_for_subscribers(EPISODE_CONTROL_TOPIC, 1, 20)
-    # An episode command can be lost while DDS discovery still matches our publisher to the
-    # recorder's subscription (a volatile topic): wait until a probe "start" gets through,
-    # then discard that empty episode.
-    _command(probe, status, "start", "started")
-    assert probe.call_trigger("/recorder/discard")[0]
-    return proc
+    for topic in ("/goal", "/odom", "/cmd_vel", EPISODE_CONTROL_TOPIC):
+        probe.wait_for_subscribers(topic, 1, 20)
+    # DDS discovery is not symmetric: our writers see the recorder's readers before the
+    # recorder's readers have matched our writers, and until then best-effort samples and
+    # volatile commands are dropped. Record warm-up episodes until one holds complete steps
+    # (all three streams arrive), then discard it, so the test starts from a matched graph.
+    robot = robot or FakeRobot(probe)
+    for _ in range(20):
+        _command(probe, status, "start", "started", robot.control)
+        robot.run(4)
+        ok, msg = probe.call_trigger("/recorder/discard")
+        assert ok, msg
+        discarded = [e for e in _events(status) if e["event"] == "discarded"]
+        if discarded and discarded[-1].get("steps", 0) >= 2:
+            return proc
+    raise AssertionError("the recorder never recorded a complete step during warm-up")
 
 
-def _command(probe, status, cmd, expect):
+def _command(probe, status, cmd, expect, pub=None):
     """Publish an episode command until the recorder reports ``expect``."""
     n = sum(e["event"] == expect for e in _events(status))
-    pub = probe.publisher(EPISODE_CONTROL_TOPIC, String, CONTROL_QOS)
+    pub = pub or probe.publisher(EPISODE_CONTROL_TOPIC, String, CONTROL_QOS)
     for _ in range(20):
         pub.publish(String(data=cmd))
         try:
@@ -91,7 +99,7 @@ def test_records_labelled_episodes_at_the_measured_rate(tmp_path):
     try:
         status = probe.subscribe("/recorder/status", String, STATUS_QOS)
         robot = FakeRobot(probe)
-        _start(probe, tmp_path / "data", status)
+        _start(probe, tmp_path / "data", status, robot)
         for label in ("success", "failure"):
             robot.control.publish(String(data="start"))
             robot.run(30)
@@ -133,7 +141,7 @@ def test_malformed_messages_are_counted_and_never_crash(tmp_path):
     try:
         status = probe.subscribe("/recorder/status", String, STATUS_QOS)
         robot = FakeRobot(probe)
-        proc = _start(probe, tmp_path / "data", status)
+        proc = _start(probe, tmp_path / "data", status, robot)
         robot.control.publish(String(data="start"))
         robot.run(10)
         for i in range(10):  # wrong size, NaN
@@ -160,7 +168,7 @@ def test_sigkill_mid_episode_keeps_every_completed_episode(tmp_path):
     try:
         status = probe.subscribe("/recorder/status", String, STATUS_QOS)
         robot = FakeRobot(probe)
-        proc = _start(probe, out, status, flush_every=5)
+        proc = _start(probe, out, status, robot, flush_every=5)
         for _ in range(2):
             robot.control.publish(String(data="start"))
             robot.run(15)
