@@ -185,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="summarise a dataset directory or a checkpoint")
     i.add_argument("path")
     i.set_defaults(func=_cmd_info)
+
+    # Algorithms beyond plain cloning (il_core/algos/*) add their own subcommands.
+    from il_core.algos import cli_modules
+
+    for module in cli_modules():
+        module.add_cli(sub)
     return p
 
 
