@@ -30,7 +30,7 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -68,7 +68,10 @@ class PolicyExecutor:
         n_action_steps: Actions executed per chunk; defaults to the policy's setting.
         temporal_ensemble_coeff: ``None`` disables temporal ensembling; otherwise the ACT
             weight decay ``m`` (``w_i = exp(-m i)``, oldest prediction first). With
-            ensembling a chunk is predicted every tick (``n_action_steps`` is 1).
+            ensembling a chunk is predicted every tick (``n_action_steps`` is 1). The
+            default, ``"policy"``, takes the policy config's ``temporal_ensemble_coeff``
+            (ACT's setting; None for policies without one), so ``il-core eval`` and the
+            inference node execute a checkpoint the way it was configured.
         asynchronous: Run the model in a background thread (never block a tick).
         lead_steps: Asynchronous only: start the next inference this many ticks before the
             current chunk's ``n_action_steps`` are used up. Choose about
@@ -80,11 +83,14 @@ class PolicyExecutor:
         policy: Policy,
         n_action_steps: int | None = None,
         *,
-        temporal_ensemble_coeff: float | None = None,
+        temporal_ensemble_coeff: float | None | Literal["policy"] = "policy",
         asynchronous: bool = False,
         lead_steps: int = 1,
     ) -> None:
         self.policy = policy
+        if temporal_ensemble_coeff == "policy":
+            config = getattr(policy, "config", None)
+            temporal_ensemble_coeff = getattr(config, "temporal_ensemble_coeff", None)
         self.temporal_ensemble_coeff = temporal_ensemble_coeff
         if temporal_ensemble_coeff is not None:
             if policy.spec.action.kind != "continuous":

@@ -120,8 +120,9 @@ class InferenceNode(LifecycleNode):
             self,
             "temporal_ensemble_coeff",
             -1.0,
-            "ACT temporal ensembling weight decay; negative disables",
-            valid_range=(-1.0, 10.0),
+            "ACT temporal ensembling weight decay: -1 keeps the checkpoint's setting, "
+            "another negative value disables, >= 0 overrides",
+            valid_range=(-10.0, 10.0),
         )
         declare(self, "device", "cpu", "torch device for the policy", read_only=True)
         declare(
@@ -200,7 +201,9 @@ class InferenceNode(LifecycleNode):
             self.runner = PolicyExecutor(
                 self.policy,
                 int(p("n_action_steps").value) or None,
-                temporal_ensemble_coeff=coeff if coeff >= 0 else None,
+                temporal_ensemble_coeff=(
+                    coeff if coeff >= 0 else "policy" if coeff == -1.0 else None
+                ),
                 asynchronous=self._asynchronous(p("inference_mode").value, self.policy),
                 lead_steps=int(p("lead_steps").value),
             )

@@ -21,7 +21,7 @@ from il_core.policies.encoders import HistoryEncoder, HistoryEncoderConfig, _Cau
 from tests.helpers import image_spec, random_batch, vector_spec
 
 CPU = torch.device("cpu")
-NAMES = ["diffusion", "mog", "act", "ar"]
+NAMES = ["bc", "diffusion", "mog", "act", "ar"]
 # Tiny sizes so the whole file runs in seconds.
 SMALL = {
     "diffusion": {
@@ -31,6 +31,7 @@ SMALL = {
         "n_groups": 4,
         "num_inference_steps": 5,
     },
+    "bc": {"hidden_dims": [32, 32]},
     "mog": {"hidden_dims": [32, 32], "num_modes": 3},
     "act": {"hidden_dims": [32, 32], "latent_dim": 4},
     "ar": {"hidden_dims": [32, 32], "num_bins": 16},
@@ -132,7 +133,7 @@ def test_cameras_train_and_act(rng, name):
 @pytest.mark.parametrize("name", NAMES)
 def test_noise_input_makes_inference_reproducible(rng, name):
     policy = make_policy(name, _cfg(name), vector_spec()).eval()
-    shape = policy.noise_shape
+    shape = getattr(policy, "noise_shape", None)  # bc has none: deterministic
     obs = _obs(rng)
     if shape is None:  # deterministic by configuration (act at the prior mean)
         np.testing.assert_array_equal(_predict(policy, obs, None), _predict(policy, obs, None))
@@ -164,7 +165,7 @@ def test_checkpoint_round_trip_acts_the_same(tmp_path, rng, name):
     path = save_checkpoint(tmp_path / "p.pt", policy)
     loaded = load_policy(path)
     obs = _obs(rng)
-    shape = policy.noise_shape
+    shape = getattr(policy, "noise_shape", None)  # bc has none: deterministic
     noise = None if shape is None else rng.standard_normal((1, *shape)).astype(np.float32)
     np.testing.assert_allclose(_predict(policy, obs, noise), _predict(loaded, obs, noise))
 
@@ -174,10 +175,16 @@ def test_act_temporal_ensembling_setting_reaches_the_executor(rng):
         make_config("act", {"horizon": 4, "n_action_steps": 2, "temporal_ensemble_coeff": 0.01})
     cfg = _cfg("act", n_action_steps=1, temporal_ensemble_coeff=0.01)
     policy = make_policy("act", cfg, vector_spec()).eval()
-    ex = PolicyExecutor(policy, temporal_ensemble_coeff=policy.config.temporal_ensemble_coeff)
+    # The executor's default takes the setting from the policy config (il-core eval and
+    # the inference node build it that way); an explicit None turns ensembling off.
+    ex = PolicyExecutor(policy)
+    assert ex.temporal_ensemble_coeff == 0.01
     for _ in range(5):
         assert ex.step({"state": rng.normal(size=4).astype(np.float32)}).shape == (2,)
     assert ex.inference_count == 5  # one chunk per tick when ensembling
+    assert PolicyExecutor(policy, temporal_ensemble_coeff=None).temporal_ensemble_coeff is None
+    plain = make_policy("act", _cfg("act"), vector_spec()).eval()
+    assert PolicyExecutor(plain).temporal_ensemble_coeff is None
 
 
 # -- history encoders ------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Literal
 
 from il_core.config import ConfigError
 from il_core.policies.base import PolicyConfig
-from il_core.policies.encoders import ImageEncoderConfig
+from il_core.policies.encoders import HistoryEncoderConfig, ImageEncoderConfig
 
 
 @dataclass
@@ -19,6 +19,8 @@ class BCConfig(PolicyConfig):
         dropout: Dropout after each hidden layer (0 disables).
         loss: Continuous actions only: ``mse`` or ``l1`` on normalised actions.
         image_encoder: CNN settings for camera observations.
+        history_encoder: How the ``n_obs_steps`` history is combined: frame stacking (the
+            default), a GRU or a small causal transformer.
     """
 
     hidden_dims: tuple[int, ...] = field(
@@ -30,6 +32,10 @@ class BCConfig(PolicyConfig):
     )
     image_encoder: ImageEncoderConfig = field(
         default_factory=ImageEncoderConfig, metadata={"help": "camera CNN settings"}
+    )
+    history_encoder: HistoryEncoderConfig = field(
+        default_factory=HistoryEncoderConfig,
+        metadata={"help": "observation history: stack | gru | transformer"},
     )
 
     def __post_init__(self) -> None:

@@ -38,7 +38,9 @@ class BCPolicy(Policy):
     ) -> None:
         super().__init__(config, spec, stats)
         self.normalizer = Normalizer(spec, stats)
-        self.encoder = ObservationEncoder(spec, config.n_obs_steps, config.image_encoder)
+        self.encoder = ObservationEncoder(
+            spec, config.n_obs_steps, config.image_encoder, config.history_encoder
+        )
         act = spec.action
         self.discrete = act.kind == "discrete"
         self.out_per_step = int(act.num_classes) if self.discrete else act.dim
