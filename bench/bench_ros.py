@@ -28,7 +28,14 @@ prints one JSON line per run, then one line with the median over ``--repeats`` r
    own ``~/status`` diagnostics (rate, tick jitter, inference and obs-to-command latency,
    tick cost). Timer-driven ticks always; event-driven ticks (``trigger``) only if the
    inference node declares that parameter.
-3. ``--executors default,events,multi`` runs each measurement with the nodes' own executor
+3. ``inference_diffusion_timer`` (issue 5): the inference node at 50 Hz
+   (``config/bench_joint_diffusion_mapping.yaml``) running a diffusion policy with the
+   package's CPU-sized defaults, 16-action chunks, 5 executed per chunk (10 Hz inference),
+   10 DDIM steps, ``inference_mode: auto`` (asynchronous, inference started ahead of the
+   queue). Reported: command rate, the gaps of 1.5 periods or more between commands as the
+   robot receives them, and the node's starved ticks (a tick with no planned action) and
+   missed ticks over the window.
+4. ``--executors default,events,multi`` runs each measurement with the nodes' own executor
    (``default``: ``il_ros.common.spin_node``'s ``SingleThreadedExecutor``) and, through
    ``bench/_executor_swap_node.py``, with rclpy's ``EventsExecutor`` or a 3-thread
    ``MultiThreadedExecutor`` instead (same node code), one after the other in each repeat,
@@ -72,6 +79,8 @@ RECORDINGS: dict[str, tuple[str, dict[str, Any]]] = {
     "recorder_compressed": (JPEG, {}),
 }
 INFERENCE_MAPPING = "config/bench_joint_mlp_mapping.yaml"
+#: Issue 5: the diffusion policy at 50 Hz control, a chunk every 5 ticks (10 Hz inference).
+DIFFUSION_MAPPING = "config/bench_joint_diffusion_mapping.yaml"
 ROBOT_MODULE = "bench._ros_synthetic_robot"
 SWAP_MODULE = "bench._executor_swap_node"
 EXECUTORS = ("default", "events", "multi")
@@ -424,16 +433,48 @@ def echo_checkpoint(path: Path, hidden: tuple[int, ...] = (256, 256)) -> Path:
     return save_checkpoint(path, policy)
 
 
+def diffusion_checkpoint(path: Path) -> Path:
+    """A diffusion checkpoint for the 50 Hz bench mapping (random, seeded weights).
+
+    The package's CPU-sized defaults with 16-action chunks, 5 executed per chunk (a chunk
+    every 0.1 s: 10 Hz inference at 50 Hz control), 2 observation steps and 10 DDIM steps.
+    The cost of a chunk does not depend on what the network has learned.
+    """
+    import torch
+
+    from il_core.checkpoint import save_checkpoint
+    from il_core.mapping import load_mapping
+    from il_core.policies import make_policy
+
+    torch.manual_seed(0)
+    spec = load_mapping(REPO_ROOT / DIFFUSION_MAPPING).to_spec()
+    cfg = {"n_obs_steps": 2, "horizon": 16, "n_action_steps": 5, "num_inference_steps": 10}
+    return save_checkpoint(path, make_policy("diffusion", cfg, spec))
+
+
 def run_inference(
-    trigger: str, checkpoint: Path, duration: float, executor: str = "default"
+    trigger: str,
+    checkpoint: Path,
+    duration: float,
+    executor: str = "default",
+    *,
+    mapping: str = INFERENCE_MAPPING,
+    rate_hz: float = 100.0,
+    label: str = "inference",
+    echo: bool = True,
 ) -> dict[str, Any]:
-    """One inference run of ``duration`` s; see the module docstring."""
+    """One inference run of ``duration`` s; see the module docstring.
+
+    ``echo``: the checkpoint echoes the observation's sequence number (``echo_checkpoint``),
+    so observation-to-command latencies can be measured; otherwise only the command stream's
+    timing and the node's own diagnostics are reported.
+    """
     from std_msgs.msg import String
 
     from il_ros.common import STATUS_QOS
 
-    s = Session(f"bench_inference_{trigger}", executor)
-    period = 1.0 / 100.0
+    s = Session(f"bench_{label}_{trigger}", executor)
+    period = 1.0 / rate_hz
     try:
         probe = s.probe
         status = probe.subscribe("/bench_inference/status", String, STATUS_QOS)
@@ -442,14 +483,14 @@ def run_inference(
             ROBOT_MODULE,
             "bench_robot",
             {
-                "mapping_file": INFERENCE_MAPPING,
+                "mapping_file": mapping,
                 "joint_rate_hz": JOINT_HZ,
                 "listen_commands": True,
                 "stats_file": str(stats_file),
             },
         )
         params: dict[str, Any] = {
-            "mapping_file": INFERENCE_MAPPING,
+            "mapping_file": mapping,
             "checkpoint": str(checkpoint),
             "auto_activate": True,
             "inference_mode": "auto",
@@ -466,6 +507,7 @@ def run_inference(
         time.sleep(3.0)  # steady state
         probe.assert_alive(robot)
         cpu = CpuWindow({"node": node.pid, "robot": robot.pid})
+        before = (events("diagnostics") or [{}])[-1]  # cumulative counters at the start
         t0 = time.time()
         time.sleep(duration)
         t1 = time.time()
@@ -483,38 +525,48 @@ def run_inference(
     cmd_t, cmd_v = rs["cmd_t"], rs["cmd_v0"]
     win = (cmd_t >= t0) & (cmd_t <= t1)
     ct, cv = cmd_t[win], cmd_v[win]
-    safe = cv <= 0  # the safe command is zero; sequence numbers start at 1
-    seq = cv[~safe].astype(np.int64)
-    latency = ct[~safe] - seq_t[seq - 1]
-    first, last = seq.min(), seq.max()
-    acted = np.unique(seq)
-    # Next-command latency: for each observation published in the window, the time until
-    # the robot receives the next command (whichever observation that command used).
-    pub = seq_t[(seq_t >= t0) & (seq_t <= t1 - 0.05)]
-    nxt = np.searchsorted(ct, pub)
-    ok = nxt < ct.size
-    reaction = ct[nxt[ok]] - pub[ok]
     intervals = np.diff(ct)
+    echo_figures: dict[str, Any] = {}
+    if echo:
+        safe = cv <= 0  # the safe command is zero; sequence numbers start at 1
+        seq = cv[~safe].astype(np.int64)
+        latency = ct[~safe] - seq_t[seq - 1]
+        first, last = seq.min(), seq.max()
+        acted = np.unique(seq)
+        # Next-command latency: for each observation published in the window, the time
+        # until the robot receives the next command (whichever observation that command
+        # used).
+        pub = seq_t[(seq_t >= t0) & (seq_t <= t1 - 0.05)]
+        nxt = np.searchsorted(ct, pub)
+        ok = nxt < ct.size
+        reaction = ct[nxt[ok]] - pub[ok]
+        echo_figures = {
+            "obs_to_command_ms_p50": pct(latency, 50),
+            "obs_to_command_ms_p99": pct(latency, 99),
+            "obs_to_command_ms_max": pct(latency, 100),
+            "next_command_after_obs_ms_p50": pct(reaction, 50),
+            "next_command_after_obs_ms_p99": pct(reaction, 99),
+            "commands_reusing_an_observation": int(seq.size - acted.size),
+            "observations_never_acted_on": int(last - first + 1 - acted.size),
+            "safe_commands": int(np.count_nonzero(safe)),
+        }
     d = diag[-1] if diag else {}
     rate = d.get("rate", {})
     return {
-        "measurement": _name(f"inference_{trigger}", executor),
+        "measurement": _name(f"{label}_{trigger}", executor),
         "trigger": trigger,
         "executor": executor,
+        "control_rate_hz": rate_hz,
         "duration_s": round(wall, 2),
         "commands": int(ct.size),
         "command_rate_hz": round(ct.size / wall, 3),
-        "command_rate_error_pct": round(100 * (ct.size / wall / 100.0 - 1), 3),
+        "command_rate_error_pct": round(100 * (ct.size / wall / rate_hz - 1), 3),
         "command_interval_jitter_ms_p99": pct(np.abs(intervals - period), 99),
         "command_interval_max_ms": pct(intervals, 100),
-        "obs_to_command_ms_p50": pct(latency, 50),
-        "obs_to_command_ms_p99": pct(latency, 99),
-        "obs_to_command_ms_max": pct(latency, 100),
-        "next_command_after_obs_ms_p50": pct(reaction, 50),
-        "next_command_after_obs_ms_p99": pct(reaction, 99),
-        "commands_reusing_an_observation": int(seq.size - acted.size),
-        "observations_never_acted_on": int(last - first + 1 - acted.size),
-        "safe_commands": int(np.count_nonzero(safe)),
+        # A control tick missed as the robot sees it: a gap of 1.5 periods or more between
+        # two commands.
+        "command_gaps_over_1.5_periods": int(np.count_nonzero(intervals > 1.5 * period)),
+        **echo_figures,
         "safe_stop_events": len(safe_events),
         **{k: v for k, v in cpu_use.items() if k.endswith("_cpu_pct")},
         "node_cpu_ms_per_command": round(
@@ -534,9 +586,20 @@ def run_inference(
             "tick_cost_ms_p99": d.get("tick_cost_ms_p99"),
             "safe_stops": d.get("safe_stops"),
             "starved_ticks": d.get("starved_ticks"),
+            # The node's counters over the measured window (diagnostics come once a second,
+            # so the window is widened by at most a second at each end).
+            "starved_ticks_in_window": _delta(d, before, "starved_ticks"),
+            "inferences_in_window": _delta(d, before, "inferences"),
+            "missed_ticks_in_window": _delta(rate, before.get("rate", {}), "missed_ticks"),
         },
         **{k: v for k, v in cpu_use.items() if not k.endswith("_cpu_pct")},
     }
+
+
+def _delta(after: dict[str, Any], before: dict[str, Any], key: str) -> int | None:
+    if after.get(key) is None:
+        return None
+    return int(after[key]) - int(before.get(key) or 0)
 
 
 # -- main -----------------------------------------------------------------------------------
@@ -550,8 +613,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 repeat of 8 s")
     ap.add_argument(
         "--only",
-        default=",".join([*RECORDINGS, "inference"]),
-        help="comma-separated subset of " + ", ".join([*RECORDINGS, "inference"]),
+        default=",".join([*RECORDINGS, "inference", "inference_diffusion"]),
+        help="comma-separated subset of "
+        + ", ".join([*RECORDINGS, "inference", "inference_diffusion"]),
     )
     ap.add_argument(
         "--event-trigger",
@@ -624,6 +688,21 @@ def main() -> None:
                     ),
                     flush=True,
                 )
+        if "inference_diffusion" in only:
+            dckpt = diffusion_checkpoint(tmp / "diffusion.pt")
+            for ex in executors:
+                fn = functools.partial(
+                    run_inference,
+                    "timer",
+                    dckpt,
+                    args.duration,
+                    ex,
+                    mapping=DIFFUSION_MAPPING,
+                    rate_hz=50.0,
+                    label="inference_diffusion",
+                    echo=False,
+                )
+                plan.append((_name("inference_diffusion_timer", ex), fn))
         results: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in plan}
         # Interleave repeats (raw, compressed, inference, raw, ...) so that a burst of load
         # from other jobs does not fall on every run of one measurement.
