@@ -30,6 +30,7 @@ from sim.experts import (
 
 __all__ = [
     "DEFAULT_EXPERTS",
+    "DRIFT_WIND",
     "ENV_NAMESPACE",
     "ENV_REGISTRATIONS",
     "EXPERTS",
@@ -72,6 +73,10 @@ LANE_EVAL_NOISE: dict[str, Any] = {
     "steering_noise": 0.03,
 }
 
+#: Deployment disturbances of ``il_ros/DriftCorridorWindy-v0`` (issue 6): a crosswind with a
+#: random sign per episode, gusts, and a start off the centreline (see :mod:`sim.drift`).
+DRIFT_WIND: dict[str, Any] = {"wind_bias": 0.3, "wind_noise": 0.3, "initial_offset": 0.3}
+
 #: The envs :func:`register_envs` registers. None yet; later issues add theirs here.
 ENV_REGISTRATIONS: tuple[EnvRegistration, ...] = (
     # The simulated robot of the ROS loop (issue 3); a camera variant for image streams.
@@ -92,6 +97,12 @@ ENV_REGISTRATIONS: tuple[EnvRegistration, ...] = (
     # evaluation noise of LANE_EVAL_NOISE, for measuring drift.
     EnvRegistration("il_ros/LaneFollow-v0", "sim.lane:LaneFollowEnv"),
     EnvRegistration("il_ros/LaneFollowNoisy-v0", "sim.lane:LaneFollowEnv", None, LANE_EVAL_NOISE),
+    # Compounding errors (issue 6, DAgger): the clean corridor for expert demonstrations, and
+    # the windy one (DRIFT_WIND) where the learner is deployed and evaluated.
+    EnvRegistration("il_ros/DriftCorridor-v0", "sim.drift:DriftCorridorEnv"),
+    EnvRegistration(
+        "il_ros/DriftCorridorWindy-v0", "sim.drift:DriftCorridorEnv", None, DRIFT_WIND
+    ),
 )
 
 

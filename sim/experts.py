@@ -262,6 +262,13 @@ def _multimodal_reach_expert(env: gym.Env) -> Expert:
     return MultimodalReachExpert(env)
 
 
+def _drift_corridor_expert(env: gym.Env) -> Expert:
+    """Factory of :class:`sim.drift.DriftCorridorExpert` (imported when first used)."""
+    from sim.drift import DriftCorridorExpert
+
+    return DriftCorridorExpert(env)
+
+
 #: Expert factories by name; each is called with the env and returns an :class:`Expert`.
 EXPERTS: dict[str, Callable[[gym.Env], Expert]] = {
     "mountaincar_velocity": MountainCarVelocityExpert,
@@ -271,6 +278,8 @@ EXPERTS: dict[str, Callable[[gym.Env], Expert]] = {
     "multimodal_reach": _multimodal_reach_expert,
     "lane_pure_pursuit": LanePurePursuitExpert,
     "carracing_pursuit": CarRacingPursuitExpert,
+    # Feed-forward + proportional correction of the lateral offset (issue 6, DAgger).
+    "drift_corridor": _drift_corridor_expert,
 }
 
 #: The expert name ``"auto"`` resolves to, by gymnasium env id.
@@ -283,6 +292,8 @@ DEFAULT_EXPERTS: dict[str, str] = {
     "il_ros/MultimodalReachImage-v0": "multimodal_reach",
     "il_ros/LaneFollow-v0": "lane_pure_pursuit",
     "il_ros/LaneFollowNoisy-v0": "lane_pure_pursuit",
+    "il_ros/DriftCorridor-v0": "drift_corridor",
+    "il_ros/DriftCorridorWindy-v0": "drift_corridor",
     # CarRacing-v3 has no default: gymnasium[box2d] is optional, and collecting its
     # demonstrations names the driver explicitly (--expert carracing_pursuit).
 }
