@@ -29,6 +29,14 @@ class SpecError(ValueError):
     """A spec, or data checked against a spec, is malformed. The message names the key."""
 
 
+#: ``DatasetSpec.metadata`` key that marks a dataset of observations without actions
+#: (state-only demonstrations: videos, observation logs; see :mod:`il_core.algos.bco`).
+#: Its steps store a placeholder action (zeros, class 0) that means nothing;
+#: :class:`il_core.data.EpisodeDataset` refuses such a dataset unless asked for
+#: observations only. A metadata flag, so older datasets and readers are unchanged.
+STATE_ONLY = "state_only"
+
+
 def _tuple_or_none(value: Any, cast: type) -> tuple | None:
     if value is None:
         return None
@@ -270,6 +278,11 @@ class DatasetSpec:
             raise SpecError(
                 f"control_rate_hz must be a positive number, got {self.control_rate_hz}"
             )
+
+    @property
+    def state_only(self) -> bool:
+        """Whether steps hold observations without actions (``metadata[STATE_ONLY]``)."""
+        return bool(self.metadata.get(STATE_ONLY, False))
 
     @property
     def image_keys(self) -> list[str]:

@@ -74,6 +74,7 @@ class EpisodeDataset:
         cache_budget_bytes: int = DEFAULT_CACHE_BUDGET,
         on_error: Literal["raise", "skip"] = "raise",
         num_threads: int | None = None,
+        allow_state_only: bool = False,
     ):
         """Load and validate every committed episode.
 
@@ -91,6 +92,11 @@ class EpisodeDataset:
                 logs it and loads the others.
             num_threads: Threads decoding the cache at construction (OpenCV releases the
                 GIL while decoding); default: the number of CPUs.
+            allow_state_only: Also load datasets of observations without actions
+                (``spec.state_only``), for algorithms that read only their observations
+                (BCO). Their windows have ``ACTION_MASK`` all False and placeholder
+                actions. Off by default, so training never fits placeholders; state-only
+                and labelled datasets are never aggregated.
 
         Raises:
             DatasetError: naming the root, episode, file and key of bad data, or both roots
@@ -112,6 +118,22 @@ class EpisodeDataset:
                     f"spec of {root} does not match spec of {self.roots[0]}: " + "; ".join(diffs),
                     path=root / META,
                 )
+        for root, spec in zip(self.roots, specs, strict=True):
+            if spec.state_only and not allow_state_only:
+                raise DatasetError(
+                    "this dataset holds observations without actions (spec metadata "
+                    "'state_only'); label them first (il-core bco), or pass "
+                    "allow_state_only=True to read its observations only",
+                    path=root / META,
+                )
+            if spec.state_only != self.spec.state_only:
+                raise DatasetError(
+                    f"cannot aggregate a state-only dataset with a labelled one "
+                    f"({self.roots[0]} and {root})",
+                    path=root / META,
+                )
+        #: Whether the steps hold observations only (placeholder actions, masked out).
+        self.state_only: bool = self.spec.state_only
 
         loaded: list[tuple[Path, dict[str, Any], EpisodeArrays]] = []
         for root in self.roots:
@@ -407,7 +429,8 @@ class EpisodeDataset:
             OBS_MASK: obs_mask,
             TIMESTAMP: self._timestamps[obs_idx],
             ACTION: self._actions[act_idx],
-            ACTION_MASK: act_mask,
+            # No recorded action is a real one in a state-only dataset.
+            ACTION_MASK: act_mask & (not self.state_only),
             EXTRAS: {k: v[act_idx] for k, v in self._extras.items()},
             EPISODE_INDEX: self._step_episode[idx],
             FRAME_INDEX: idx - start[:, 0],

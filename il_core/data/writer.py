@@ -40,7 +40,7 @@ from il_core.data.format import (
     spec_differences,
 )
 from il_core.data.recovery import recover
-from il_core.spec import DatasetSpec, SpecError, check_feature
+from il_core.spec import STATE_ONLY, DatasetSpec, SpecError, check_feature
 
 OnIncomplete = Literal["keep", "discard", "leave"]
 
@@ -171,6 +171,11 @@ class DatasetWriter:
         stored = read_meta(self.root)
         if spec is not None:
             diffs = spec_differences(stored, spec)
+            if spec.state_only != stored.state_only:
+                diffs.append(
+                    f"spec metadata {STATE_ONLY!r}: {stored.state_only} stored, "
+                    f"{spec.state_only} given (observations with and without actions)"
+                )
             if diffs:
                 raise DatasetError(
                     "the given spec does not match the dataset's: " + "; ".join(diffs),
@@ -296,7 +301,8 @@ class DatasetWriter:
         Args:
             obs: ``{key: array}`` for every observation key of the spec: vectors ``(D,)``
                 (real-valued, converted to float32), images ``(H, W, C)`` uint8 RGB.
-            action: ``(D,)`` real array (continuous) or one integer class (discrete).
+            action: ``(D,)`` real array (continuous) or one integer class (discrete);
+                ``None`` exactly when the spec is state-only (``spec.state_only``).
             timestamp: Seconds, finite, strictly greater than the previous step's.
             extras: ``{key: (D,) array}`` for every extra of the spec (required if the spec
                 has extras).
@@ -354,10 +360,27 @@ class DatasetWriter:
                 except CodecError as e:
                     raise fail(str(e), key) from None
         # --- action
-        try:
-            act = spec.check_action(action, "action")
-        except SpecError as e:
-            raise fail(str(e), "action") from None
+        if spec.state_only:
+            # Observations without actions: a placeholder keeps the on-disk layout (and
+            # every existing reader) unchanged; readers refuse it unless told it has none.
+            if action is not None:
+                raise fail(
+                    "this dataset holds observations without actions (spec metadata "
+                    f"{STATE_ONLY!r}); pass action=None",
+                    "action",
+                )
+            act = np.zeros(spec.action.shape, dtype=spec.action.dtype)
+        elif action is None:
+            raise fail(
+                f"action is required (only a dataset whose spec metadata sets {STATE_ONLY!r} "
+                "stores steps without one)",
+                "action",
+            )
+        else:
+            try:
+                act = spec.check_action(action, "action")
+            except SpecError as e:
+                raise fail(str(e), "action") from None
         # --- extras
         extras = {} if extras is None else extras
         if not isinstance(extras, Mapping):
