@@ -189,6 +189,11 @@ def test_collector_expert_only_and_argument_errors(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="rng"):
         DAggerCollector(col.env, col.expert, col.writer, rng=np.random.RandomState(0))  # type: ignore[arg-type]
     col.writer.close()
+    # A dataset without the DAgger extras (plain demonstrations) is refused, naming them.
+    plain = DatasetWriter(tmp_path / "plain", GymAdapter(col.env).spec)
+    with pytest.raises(ValueError, match="is_intervention"):
+        DAggerCollector(col.env, col.expert, plain, rng=np.random.default_rng(0))
+    plain.close()
 
 
 def test_hg_dagger_labels_only_interventions(tmp_path: Path) -> None:
