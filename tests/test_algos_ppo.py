@@ -187,7 +187,8 @@ def test_ppo_alone_learns_cartpole_from_the_env_reward():
     torch.manual_seed(0)
     cfg = PPOConfig()
     pool = PPOEnvPool("CartPole-v1", cfg.num_envs, seed=0)
-    ac = _actor_critic("CartPole-v1", hidden_dims=[64, 64])
+    actor = make_policy("bc", {"hidden_dims": [64, 64]}, pool.spec, None)
+    ac = ActorCritic(actor, cfg.value_hidden_dims)
     steps = ppo_run(ac, pool, cfg, 50_000, generator=torch.Generator().manual_seed(0))
     pool.close()
     assert steps >= 50_000
