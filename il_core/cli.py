@@ -75,7 +75,7 @@ def dataset_summary(path: Path) -> dict[str, Any]:
 
     from il_core.data import EpisodeDataset
 
-    ds = EpisodeDataset(path)
+    ds = EpisodeDataset(path, allow_state_only=True)  # info only reads, never trains
     eps = ds.episodes
     labelled = [e.success for e in eps if e.success is not None]
     rates = [e.measured_rate_hz for e in eps if e.measured_rate_hz]
@@ -89,6 +89,7 @@ def dataset_summary(path: Path) -> dict[str, Any]:
         "measured_rate_hz_median": float(np.median(rates)) if rates else None,
         "success_rate": float(np.mean(labelled)) if labelled else None,
         "recovered_episodes": sum(1 for e in eps if e.recovered),
+        "state_only": ds.spec.state_only,
         "spec": ds.spec.to_dict(),
     }
 

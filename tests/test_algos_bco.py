@@ -114,6 +114,12 @@ def test_strip_actions_keeps_observations_and_labels(tmp_path, rng):
         assert b.info.success is True
     with pytest.raises(DatasetError, match="already holds a dataset"):
         strip_actions(tmp_path / "lab", tmp_path / "so")
+    # il-core info describes a state-only dataset (it only reads) instead of refusing it.
+    from il_core.cli import dataset_summary
+
+    info = dataset_summary(tmp_path / "so")
+    assert info["state_only"] is True and info["steps"] == 10
+    assert dataset_summary(tmp_path / "lab")["state_only"] is False
 
 
 # --------------------------------------------------------------------------- inverse dynamics
