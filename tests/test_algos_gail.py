@@ -137,8 +137,8 @@ def test_shipped_config_loads():
     from il_core.config import load_yaml
 
     cfg = from_dict(GAILConfig, load_yaml("config/gail_cartpole.yaml"), "gail_cartpole.yaml")
-    assert cfg.discriminator == DiscriminatorConfig(reward="gail")
-    assert cfg.total_env_steps == 100_000
+    assert cfg.discriminator == DiscriminatorConfig(reward="logit")
+    assert cfg.total_env_steps == 30_720
 
 
 def test_train_gail_writes_a_checkpoint_that_eval_loads(cartpole_demos, tmp_path):
@@ -236,9 +236,9 @@ def test_gail_cartpole_reaches_450_within_30k_env_steps(tmp_path):
 
     torch.set_num_threads(1)
     collect("CartPole-v1", "auto", 10, 0, tmp_path / "demos")
-    cfg = load_yaml("config/gail_cartpole.yaml")
-    cfg.update(total_env_steps=30_720, eval_every_steps=0, final_eval_episodes=20)
-    cfg["discriminator"]["reward"] = "logit"
+    cfg = load_yaml("config/gail_cartpole.yaml")  # logit reward, 30720 env steps
+    cfg.update(eval_every_steps=0, final_eval_episodes=20)
+    assert cfg["discriminator"]["reward"] == "logit" and cfg["total_env_steps"] == 30_720
     summary = train_gail(tmp_path / "demos", tmp_path / "gail", cfg, seed=0)
     assert summary["env_steps"] == 30_720
     assert summary["episodes"] == 20
