@@ -21,6 +21,10 @@ that a pair is the expert's and ``logit = log D - log(1 - D)``:
 - ``logit``: ``log D - log(1 - D)`` (AIRL's form). Positive where the pair looks expert,
   negative where it does not, so it carries no built-in survival (or suicide) bias.
 
+``gail`` is the default of :class:`DiscriminatorConfig`; ``config/gail_cartpole.yaml`` uses
+``logit``, because on CartPole ``gail`` with an untrained discriminator already balances
+the pole in 2 of 3 seeds (docs/benchmarks.md, "GAIL (issue 6)").
+
 Command line::
 
     il-core collect --env CartPole-v1 --expert auto --episodes 10 --seed 0 --out runs/cp/data
