@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -144,10 +145,6 @@ def diagnostic_array(
     return arr
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def spin_node(
     make_node: Callable[[], Node],
     args: Sequence[str] | None = None,
@@ -170,23 +167,37 @@ def spin_node(
     (``rclpy.init`` is not used as a context manager, which Humble lacks).
     """
     # rclpy's own SIGINT handler would shut the context down before ``on_exit`` runs, and a
-    # safe-stop command could then no longer be published. Without it, Ctrl-C (and SIGTERM,
-    # mapped below) raise KeyboardInterrupt in the spinning thread and the node stops safely.
+    # safe-stop command could then no longer be published. Ours only asks the spin loop to
+    # stop (and wakes the executor): raising KeyboardInterrupt from the handler could land
+    # inside rclpy's C++ message conversion, which then fails with an unrelated
+    # RuntimeError and a non-zero exit (seen in the end-to-end test). A second Ctrl-C while
+    # shutting down does raise, as a way out of a hung hook.
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    stop = threading.Event()
+    executor: SingleThreadedExecutor | None = None
+
+    def request_stop(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        if executor is not None:
+            executor.wake()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     node = None
     try:
         node = make_node()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         # spin_once with a timeout, not spin(): a node with no timer (an unconfigured
-        # lifecycle node) would otherwise block in the wait forever and never see Ctrl-C.
-        while rclpy.ok():
+        # lifecycle node) would otherwise block in the wait and see the stop request late.
+        while rclpy.ok() and not stop.is_set():
             executor.spin_once(timeout_sec=0.2)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if node is not None:
             if on_exit is not None:
                 try:
