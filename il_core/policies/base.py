@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from il_core.config import ConfigError
+from il_core.policies.encoders import HistoryEncoderConfig, ImageEncoderConfig
 from il_core.spec import DatasetSpec
 
 if TYPE_CHECKING:
@@ -40,12 +41,22 @@ class PolicyConfig:
         horizon: Length h of the action chunk the policy predicts.
         n_action_steps: How many actions of each chunk are executed before predicting again
             (receding horizon); must not exceed ``horizon``.
+        image_encoder: CNN settings for camera observations.
+        history_encoder: How the ``n_obs_steps`` history is combined: frame stacking (the
+            default, which adds no weights), a GRU or a small causal transformer.
     """
 
     n_obs_steps: int = field(default=1, metadata={"help": "observation history length k"})
     horizon: int = field(default=1, metadata={"help": "predicted action chunk length h"})
     n_action_steps: int = field(
         default=1, metadata={"help": "actions executed per predicted chunk (<= horizon)"}
+    )
+    image_encoder: ImageEncoderConfig = field(
+        default_factory=ImageEncoderConfig, metadata={"help": "camera CNN settings"}
+    )
+    history_encoder: HistoryEncoderConfig = field(
+        default_factory=HistoryEncoderConfig,
+        metadata={"help": "observation history: stack | gru | transformer"},
     )
 
     def __post_init__(self) -> None:

@@ -7,7 +7,6 @@ from typing import Literal
 
 from il_core.config import ConfigError
 from il_core.policies.base import PolicyConfig
-from il_core.policies.encoders import HistoryEncoderConfig, ImageEncoderConfig
 
 
 @dataclass
@@ -27,8 +26,6 @@ class ACTConfig(PolicyConfig):
             temporal_ensemble_coeff=policy.config.temporal_ensemble_coeff)``); ``None``
             leaves ensembling off. ACT's value is 0.01; ensembling queries every tick, so it
             needs ``n_action_steps`` 1.
-        image_encoder: CNN settings for camera observations.
-        history_encoder: How the observation history is combined (stack, GRU, transformer).
     """
 
     latent_dim: int = field(default=32, metadata={"help": "latent size"})
@@ -43,13 +40,6 @@ class ACTConfig(PolicyConfig):
     temporal_ensemble_coeff: float | None = field(
         default=None,
         metadata={"help": "executor temporal-ensembling weight m, null = off (ACT: 0.01)"},
-    )
-    image_encoder: ImageEncoderConfig = field(
-        default_factory=ImageEncoderConfig, metadata={"help": "camera CNN settings"}
-    )
-    history_encoder: HistoryEncoderConfig = field(
-        default_factory=HistoryEncoderConfig,
-        metadata={"help": "observation history: stack | gru | transformer"},
     )
 
     def __post_init__(self) -> None:

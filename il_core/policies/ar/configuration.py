@@ -7,7 +7,6 @@ from typing import Literal
 
 from il_core.config import ConfigError
 from il_core.policies.base import PolicyConfig
-from il_core.policies.encoders import HistoryEncoderConfig, ImageEncoderConfig
 
 
 @dataclass
@@ -20,8 +19,6 @@ class ARConfig(PolicyConfig):
         hidden_dims: Hidden sizes of the token MLP.
         inference: ``sample`` draws each token from its softmax; ``greedy`` takes the arg-max.
         temperature: Softmax temperature when sampling.
-        image_encoder: CNN settings for camera observations.
-        history_encoder: How the observation history is combined (stack, GRU, transformer).
     """
 
     num_bins: int = field(default=32, metadata={"help": "bins per continuous action dim"})
@@ -32,13 +29,6 @@ class ARConfig(PolicyConfig):
         default="sample", metadata={"help": "sample | greedy"}
     )
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
-    image_encoder: ImageEncoderConfig = field(
-        default_factory=ImageEncoderConfig, metadata={"help": "camera CNN settings"}
-    )
-    history_encoder: HistoryEncoderConfig = field(
-        default_factory=HistoryEncoderConfig,
-        metadata={"help": "observation history: stack | gru | transformer"},
-    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

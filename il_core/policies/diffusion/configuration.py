@@ -7,7 +7,6 @@ from typing import Literal
 
 from il_core.config import ConfigError
 from il_core.policies.base import PolicyConfig
-from il_core.policies.encoders import HistoryEncoderConfig, ImageEncoderConfig
 
 
 @dataclass
@@ -57,8 +56,6 @@ class DiffusionConfig(PolicyConfig):
         ema_power: EMA warm-up: ``decay = 1 - (1 + step) ** -ema_power`` (diffusion_policy's
             schedule: short runs average over few steps, long runs over many).
         ema_max_decay: Upper bound of the EMA decay.
-        image_encoder: CNN settings for camera observations.
-        history_encoder: How the observation history is combined (stack, GRU, transformer).
     """
 
     n_obs_steps: int = field(default=2, metadata={"help": "observation history length k"})
@@ -101,13 +98,6 @@ class DiffusionConfig(PolicyConfig):
     use_ema: bool = field(default=True, metadata={"help": "EMA weights for inference"})
     ema_power: float = field(default=0.75, metadata={"help": "EMA warm-up power"})
     ema_max_decay: float = field(default=0.9999, metadata={"help": "EMA decay upper bound"})
-    image_encoder: ImageEncoderConfig = field(
-        default_factory=ImageEncoderConfig, metadata={"help": "camera CNN settings"}
-    )
-    history_encoder: HistoryEncoderConfig = field(
-        default_factory=HistoryEncoderConfig,
-        metadata={"help": "observation history: stack | gru | transformer"},
-    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -7,7 +7,6 @@ from typing import Literal
 
 from il_core.config import ConfigError
 from il_core.policies.base import PolicyConfig
-from il_core.policies.encoders import HistoryEncoderConfig, ImageEncoderConfig
 
 
 @dataclass
@@ -23,8 +22,6 @@ class MoGConfig(PolicyConfig):
             its mean (robomimic's low-noise evaluation: the mode choice stays random, the
             chunk is not jittered); ``sample`` also samples the Gaussian; ``mode`` returns the
             mean of the most likely component (deterministic).
-        image_encoder: CNN settings for camera observations.
-        history_encoder: How the observation history is combined (stack, GRU, transformer).
     """
 
     num_modes: int = field(default=5, metadata={"help": "mixture components K"})
@@ -34,13 +31,6 @@ class MoGConfig(PolicyConfig):
     min_std: float = field(default=1e-3, metadata={"help": "std lower bound (normalised)"})
     inference: Literal["component_mean", "sample", "mode"] = field(
         default="component_mean", metadata={"help": "component_mean | sample | mode"}
-    )
-    image_encoder: ImageEncoderConfig = field(
-        default_factory=ImageEncoderConfig, metadata={"help": "camera CNN settings"}
-    )
-    history_encoder: HistoryEncoderConfig = field(
-        default_factory=HistoryEncoderConfig,
-        metadata={"help": "observation history: stack | gru | transformer"},
     )
 
     def __post_init__(self) -> None:
