@@ -28,15 +28,10 @@ def _cmd_collect(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
-    from il_core.config import load_yaml, merge, parse_overrides
+    from il_core.config import load_config
     from il_core.train import train
 
-    raw: dict[str, Any] = {}
-    where = "command line"
-    if args.config:
-        raw = load_yaml(args.config)
-        where = str(args.config)
-    raw = merge(raw, parse_overrides(args.set or []))
+    raw, where = load_config(args.config, args.set)
     return train(
         args.data,
         args.out,

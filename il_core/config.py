@@ -111,6 +111,20 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def load_config(
+    path: str | Path | None, overrides: Iterable[str] | None = None
+) -> tuple[dict[str, Any], str]:
+    """The raw config of a command: a YAML file (optional) with ``--set KEY=VALUE`` on top.
+
+    Returns:
+        ``(raw, where)``: the merged dict and the name errors should cite (the file, or
+        ``"command line"`` without one).
+    """
+    raw = load_yaml(path) if path else {}
+    where = str(path) if path else "command line"
+    return merge(raw, parse_overrides(overrides or [])), where
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Check ``value`` against a type annotation, converting lists to tuples where declared."""
     origin = typing.get_origin(tp)

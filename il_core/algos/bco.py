@@ -47,7 +47,7 @@ from il_core.algos.bco_idm import (
     flatten_obs,
     state_dim,
 )
-from il_core.config import ConfigError, from_dict, load_yaml, merge, parse_overrides, to_dict
+from il_core.config import ConfigError, from_dict, load_config, to_dict
 from il_core.spec import STATE_ONLY, ActionSpec, DatasetSpec
 
 __all__ = [
@@ -575,12 +575,7 @@ def bco(
 
 
 def _cmd_run(args: argparse.Namespace) -> dict[str, Any]:
-    raw: dict[str, Any] = {}
-    where = "command line"
-    if args.config:
-        raw = load_yaml(args.config)
-        where = str(args.config)
-    raw = merge(raw, parse_overrides(args.set or []))
+    raw, where = load_config(args.config, args.set)
     if args.eval_episodes < 0:
         raise ConfigError(f"--eval-episodes must be >= 0, got {args.eval_episodes}")
     import sys

@@ -741,17 +741,12 @@ def _cmd_dagger(args: argparse.Namespace) -> dict[str, Any]:
 
     import torch
 
-    from il_core.config import load_yaml, merge, parse_overrides
+    from il_core.config import load_config, merge
 
     if args.threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
-    raw: dict[str, Any] = {}
-    where = "command line"
-    if args.config:
-        raw = load_yaml(args.config)
-        where = str(args.config)
-    raw = merge(raw, parse_overrides(args.set or []))
+    raw, where = load_config(args.config, args.set)
     if args.algorithm is not None:
         raw = merge(raw, {"dagger": {"algorithm": args.algorithm}})
 

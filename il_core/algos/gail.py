@@ -521,17 +521,12 @@ def train_gail(
 
 
 def _cmd_gail(args: argparse.Namespace) -> dict[str, Any]:
-    from il_core.config import load_yaml, merge, parse_overrides
+    from il_core.config import load_config
 
     if args.threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
-    raw: dict[str, Any] = {}
-    where = "command line"
-    if args.config:
-        raw = load_yaml(args.config)
-        where = str(args.config)
-    raw = merge(raw, parse_overrides(args.set or []))
+    raw, where = load_config(args.config, args.set)
     if args.total_env_steps is not None:
         raw["total_env_steps"] = args.total_env_steps
     summary = train_gail(

@@ -38,7 +38,15 @@ import torch
 import yaml
 from torch import nn
 
-from il_core.config import ConfigError, from_dict, load_yaml, merge, parse_overrides, to_dict
+from il_core.config import (
+    ConfigError,
+    from_dict,
+    load_config,
+    load_yaml,
+    merge,
+    parse_overrides,
+    to_dict,
+)
 from il_core.constants import OBS
 
 __all__ = [
@@ -335,12 +343,8 @@ def _cmd_play(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
-    raw: dict[str, Any] = {}
-    where = "command line"
-    if args.config:
-        raw = load_yaml(args.config)
-        where = str(args.config)
-        raw.pop("play", None)  # one file may hold the play settings too
+    raw, where = load_config(args.config)
+    raw.pop("play", None)  # one file may hold the play settings too
     raw = merge(raw, parse_overrides(args.set or []))
     return train_gcbc(args.data, args.out, raw, seed=args.seed, config_where=where)
 
