@@ -86,8 +86,11 @@ def test_a_stalled_disk_never_blocks_the_caller_and_drops_are_counted(tmp_path, 
     # one more step in the stalled flush.
     assert elapsed < 1.0, f"add_step blocked for {elapsed:.2f} s behind a stalled disk"
     assert 19 <= accepted <= 21 and bg.dropped_steps == 50 - accepted
+    # Episode control is never dropped and never waits behind the stalled disk either.
+    t0 = time.perf_counter()
+    assert bg.end_episode()
+    assert time.perf_counter() - t0 < 0.5
     gate.set()
-    bg.end_episode()
     bg.close(10)
     ds = EpisodeDataset(tmp_path)
     assert ds.num_episodes == 1 and ds.num_steps == accepted

@@ -59,7 +59,7 @@ class BackgroundWriter:
     Args:
         writer: The writer to drive; only the worker thread touches it after this.
         callbacks: Where results and errors go.
-        max_queue: Most calls waiting; a step beyond it is dropped and counted. The
+        max_queue: Most steps waiting; a step beyond it is dropped and counted. The
             default holds about 30 s at 100 Hz.
 
     Example:
@@ -78,7 +78,11 @@ class BackgroundWriter:
     ) -> None:
         self.writer = writer
         self.callbacks = callbacks or WriterCallbacks()
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        # Unbounded queue, bounded step count: only steps are ever dropped, and episode
+        # control (start, end, discard) never blocks the caller, even behind a stalled disk.
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._max_steps = max_queue
+        self._waiting_steps = 0  # queued and not yet taken by the worker
         self._lock = threading.Lock()
         self._open = False
         self._queued_steps = 0
@@ -120,7 +124,6 @@ class BackgroundWriter:
                     path=self.writer.root,
                 )
             self._open, self._queued_steps = True, 0
-            # Control calls wait for room (they are rare); only steps are ever dropped.
             self._queue.put(("start", (dict(metadata or {}),)))
 
     def add_step(
@@ -149,11 +152,11 @@ class BackgroundWriter:
         with self._lock:
             if not self._open or self._closed:
                 return False
-            try:
-                self._queue.put_nowait(item)
-            except queue.Full:
+            if self._waiting_steps >= self._max_steps:
                 self.dropped_steps += 1
                 return False
+            self._waiting_steps += 1
+            self._queue.put(item)
             self._queued_steps += 1
             return True
 
@@ -227,6 +230,8 @@ class BackgroundWriter:
                 return
             op, args = item
             if op == "step":
+                with self._lock:
+                    self._waiting_steps -= 1
                 try:
                     if self.writer.episode_in_progress:
                         self.writer.add_step(*args)
