@@ -365,10 +365,19 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
         metrics = _MetricsCSV(out / "metrics.csv", append=resume is not None)
+    k, h = policy.n_obs_steps, policy.horizon
+    # Windows without any expert label (a released deadman in a DAgger round) would add
+    # nothing but zero-loss samples to each batch.
+    train_idx = dataset.labelled_anchors(train_idx, h)
+    val_idx = dataset.labelled_anchors(val_idx, h)
+    if train_idx.size == 0:
+        raise ConfigError(
+            f"{[str(d) for d in data]}: no training step carries an expert label "
+            "(extra 'has_expert_label' is 0 everywhere)"
+        )
     sampler = _BatchSampler(
         train_idx, cfg.batch_size // dist_info.world, seed, dist_info.rank, dist_info.world
     )
-    k, h = policy.n_obs_steps, policy.horizon
 
     def state(step: int, summary: dict[str, Any], with_optim: bool) -> dict[str, Any]:
         extra: dict[str, Any] = {

@@ -53,6 +53,14 @@ from il_core.config import ConfigError, from_dict, to_dict
 from il_core.data import DatasetWriter
 from il_core.envs import GymAdapter, make_env
 from il_core.intervention import GateConfig, InterventionGate
+from il_core.recording import (
+    EXTRA_AGE,
+    EXTRA_DELAY,
+    EXTRA_EXECUTED,
+    EXTRA_HAS_LABEL,
+    EXTRA_INTERVENTION,
+    recording_extras,
+)
 from il_core.rollout import run_episode, step_timestamp
 from il_core.spec import DatasetSpec, FeatureSpec
 
@@ -78,19 +86,6 @@ __all__ = [
     "run_bc_baseline",
     "run_dagger",
 ]
-
-# Per-step extras, named as the ROS recorder and DAgger node name them (il_ros/episodes.py;
-# il_core cannot import il_ros), so that simulated and robot DAgger data share one layout.
-#: Age of each observation sample at the tick, then of the command (s); 0 in simulation.
-EXTRA_AGE = "obs_age"
-#: Receive time minus stamp of those samples (s); 0 in simulation.
-EXTRA_DELAY = "receive_delay"
-#: 1 where the expert's action was executed.
-EXTRA_INTERVENTION = "is_intervention"
-#: 1 where the step's action is an expert label (always, for the steps this module writes).
-EXTRA_HAS_LABEL = "has_expert_label"
-#: The action actually executed (the policy's or the expert's).
-EXTRA_EXECUTED = "executed_action"
 
 Algorithm = Literal["dagger", "hg_dagger"]
 
@@ -223,16 +218,9 @@ def dagger_spec(spec: DatasetSpec) -> DatasetSpec:
         ``is_intervention`` and ``has_expert_label`` ``(1,)``, ``executed_action``
         ``(action dim,)`` (``(1,)`` holding the class for discrete actions).
     """
-    n = len(spec.observations) + 1
     act_dim = spec.action.dim if spec.action.kind == "continuous" else 1
-    extras = {
-        **spec.extras,
-        EXTRA_AGE: FeatureSpec("vector", (n,)),
-        EXTRA_DELAY: FeatureSpec("vector", (n,)),
-        EXTRA_INTERVENTION: FeatureSpec("vector", (1,)),
-        EXTRA_HAS_LABEL: FeatureSpec("vector", (1,)),
-        EXTRA_EXECUTED: FeatureSpec("vector", (int(act_dim),)),
-    }
+    sizes = recording_extras(len(spec.observations), int(act_dim))
+    extras = {**spec.extras, **{k: FeatureSpec("vector", (d,)) for k, d in sizes.items()}}
     return replace(spec, extras=extras)
 
 

@@ -36,6 +36,7 @@ from il_core.data.format import (
     read_meta,
     spec_differences,
 )
+from il_core.recording import EXTRA_HAS_LABEL
 from il_core.spec import DatasetSpec
 
 logger = logging.getLogger(__name__)
@@ -219,6 +220,13 @@ class EpisodeDataset:
             k: cat([p.extras[k] for p in parts], f.shape, np.float32)
             for k, f in spec.extras.items()
         }
+        # Steps whose action is no expert label (il_core.recording): kept for the record and
+        # for observation histories, but masked out of the loss and the action statistics.
+        label = self._extras.get(EXTRA_HAS_LABEL)
+        #: ``(N,)`` bool: the step's action is an expert label (all True without the extra).
+        self.labelled: np.ndarray = np.ones(n, dtype=bool) if label is None else label[:, 0] > 0.5
+        if self.state_only:
+            self.labelled[:] = False
         # Per-step lookups make window() a few gathers instead of a search over episodes.
         self._step_episode = np.repeat(np.arange(len(parts), dtype=np.int64), lengths)
         self._step_start = np.repeat(starts, lengths)
@@ -340,6 +348,28 @@ class EpisodeDataset:
         )
         return first + within
 
+    def labelled_anchors(self, indices: Any, horizon: int = 1) -> np.ndarray:
+        """The anchors among ``indices`` whose action chunk holds at least one expert label.
+
+        A window anchored at ``t`` trains on actions ``t .. t+h-1`` of its episode; where
+        none of them is labelled (see :attr:`labelled`) its loss is zero, so training
+        samples only the others.
+
+        Args:
+            indices: ``(M,)`` global step indices.
+            horizon: ``h >= 1`` actions per window.
+
+        Returns:
+            ``(M',)`` int64, in the order given.
+        """
+        idx = self._check_indices(indices)
+        if self.labelled.all() or idx.size == 0:
+            return idx
+        # Labels in [t, min(t + h - 1, end)] from a running count: O(M), no Python loop.
+        count = np.concatenate([[0], np.cumsum(self.labelled, dtype=np.int64)])
+        stop = np.minimum(idx + horizon - 1, self._step_end[idx]) + 1
+        return idx[count[stop] - count[idx] > 0]
+
     def episode(self, i: int) -> Episode:
         """The whole episode ``i`` (negative counts from the end), images decoded.
 
@@ -429,8 +459,8 @@ class EpisodeDataset:
             OBS_MASK: obs_mask,
             TIMESTAMP: self._timestamps[obs_idx],
             ACTION: self._actions[act_idx],
-            # No recorded action is a real one in a state-only dataset.
-            ACTION_MASK: act_mask & (not self.state_only),
+            # Past the episode end, unlabelled steps and state-only data hold no real action.
+            ACTION_MASK: act_mask & self.labelled[act_idx],
             EXTRAS: {k: v[act_idx] for k, v in self._extras.items()},
             EPISODE_INDEX: self._step_episode[idx],
             FRAME_INDEX: idx - start[:, 0],
@@ -473,10 +503,15 @@ class EpisodeDataset:
                 out[f"obs.{k}"] = moments(self._vectors[k][idx])
             else:
                 out[f"obs.{k}"] = self._image_stats(k, idx)
+        # Actions of labelled steps only: a released deadman's zeros are no part of the
+        # expert's action distribution (all steps when none is labelled, e.g. state-only).
+        act_idx = idx[self.labelled[idx]] if self.labelled[idx].any() else idx
         if self.spec.action.kind == "continuous":
-            out["action"] = moments(self._actions[idx])
+            out["action"] = moments(self._actions[act_idx])
         else:
-            counts = np.bincount(self._actions[idx], minlength=int(self.spec.action.num_classes))
+            counts = np.bincount(
+                self._actions[act_idx], minlength=int(self.spec.action.num_classes)
+            )
             out["action"] = {"counts": counts.astype(np.int64)}
         for k, v in self._extras.items():
             out[f"extras.{k}"] = moments(v[idx])
