@@ -8,6 +8,11 @@ lives in ``il_core`` and never imports ROS; the conversions themselves are in
 in every dataset and checkpoint, and the inference node refuses a checkpoint whose mapping
 differs from its own in anything but topic names (see :func:`mapping_differences`).
 
+Vector sources whose values are named message attributes (poses, twists, wrenches, IMUs,
+odometry) are described by one table, :data:`OBSERVATION_FIELDS`: for each message type, the
+``fields`` a mapping may select and where each lives in the message. Validation here and the
+decoders and encoders in ``il_ros.conversions`` all read it, so adding a type is a table entry.
+
 Example::
 
     control_rate_hz: 20.0
@@ -24,6 +29,16 @@ Example::
         shape: [64, 64, 3]                 # resized to this
         codec: jpeg                        # storage codec in the dataset
         max_age_s: 0.15
+      ee_pose:
+        topic: /arm/ee_pose
+        type: geometry_msgs/msg/PoseStamped
+        fields: [position.x, position.y, position.z, yaw]   # yaw derived from the quaternion
+        max_age_s: 0.05
+      ee_wrench:
+        topic: /arm/ft_sensor
+        type: geometry_msgs/msg/WrenchStamped
+        fields: [force.x, force.y, force.z]
+        max_age_s: 0.05
     action:
       topic: /cmd_vel
       type: geometry_msgs/msg/Twist
@@ -36,21 +51,19 @@ Example::
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import Any, Literal, NamedTuple
 
 from il_core.config import ConfigError, load_yaml
 from il_core.spec import ActionSpec, DatasetSpec, FeatureSpec, SpecError
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
-VECTOR_TYPES = (
-    "sensor_msgs/msg/JointState",
-    "std_msgs/msg/Float32MultiArray",
-    "std_msgs/msg/Float64MultiArray",
-    "nav_msgs/msg/Odometry",
-    "sensor_msgs/msg/Joy",
-)
+MULTI_ARRAY_TYPES = ("std_msgs/msg/Float32MultiArray", "std_msgs/msg/Float64MultiArray")
+#: One number per message (``data``), dim 1, no ``fields``.
+SCALAR_TYPES = ("std_msgs/msg/Float32", "std_msgs/msg/Float64")
 COMMAND_TYPES = (
     "geometry_msgs/msg/Twist",
     "geometry_msgs/msg/TwistStamped",
@@ -60,8 +73,82 @@ COMMAND_TYPES = (
 )
 JOINT_FIELDS = ("position", "velocity", "effort")
 TWIST_FIELDS = tuple(f"{p}.{a}" for p in ("linear", "angular") for a in "xyz")
-ODOM_FIELDS = ("pose.x", "pose.y", "pose.z", "pose.yaw") + tuple(
-    f"twist.{p}.{a}" for p in ("linear", "angular") for a in "xyz"
+#: Angles derived from a quaternion: ZYX (yaw, then pitch, then roll) convention, radians.
+EULER_ANGLES = ("roll", "pitch", "yaw")
+
+EulerAngle = Literal["roll", "pitch", "yaw"]
+
+
+class MessageField(NamedTuple):
+    """Where one selectable ``fields`` entry lives inside a message.
+
+    Attributes:
+        path: Dotted attribute path from the message to a float, e.g. ``pose.position.x``
+            (``PoseStamped``). For a derived angle, the path of the quaternion it is
+            computed from, e.g. ``pose.orientation``.
+        angle: ``roll``, ``pitch`` or ``yaw`` when the value is derived from the quaternion
+            at ``path`` (see :data:`EULER_ANGLES`); ``None`` for a plain attribute.
+    """
+
+    path: str
+    angle: EulerAngle | None = None
+
+
+def _xyz(name: str, path: str, axes: str = "xyz") -> dict[str, MessageField]:
+    return {f"{name}.{a}": MessageField(f"{path}.{a}") for a in axes}
+
+
+def _quaternion(name: str, path: str) -> dict[str, MessageField]:
+    """The four components of a quaternion plus the angles derived from it."""
+    return {**_xyz(name, path, "xyzw"), **{a: MessageField(path, a) for a in EULER_ANGLES}}
+
+
+def _pose(path: str) -> dict[str, MessageField]:
+    """A ``geometry_msgs/Pose`` at ``path`` (``""``: the message itself)."""
+    prefix = f"{path}." if path else ""
+    return {
+        **_xyz("position", f"{prefix}position"),
+        **_quaternion("orientation", f"{prefix}orientation"),
+    }
+
+
+_FIELDS: dict[str, dict[str, MessageField]] = {
+    "geometry_msgs/msg/PoseStamped": _pose("pose"),
+    "geometry_msgs/msg/Pose": _pose(""),
+    "geometry_msgs/msg/TwistStamped": {f: MessageField(f"twist.{f}") for f in TWIST_FIELDS},
+    "geometry_msgs/msg/WrenchStamped": {
+        **_xyz("force", "wrench.force"),
+        **_xyz("torque", "wrench.torque"),
+    },
+    "sensor_msgs/msg/Imu": {
+        **_quaternion("orientation", "orientation"),
+        **_xyz("angular_velocity", "angular_velocity"),
+        **_xyz("linear_acceleration", "linear_acceleration"),
+    },
+    # These names predate the table and are stored in datasets and checkpoints
+    # (mapping_differences compares them), so they stay as they were.
+    "nav_msgs/msg/Odometry": {
+        **{f"pose.{a}": MessageField(f"pose.pose.position.{a}") for a in "xyz"},
+        "pose.yaw": MessageField("pose.pose.orientation", "yaw"),
+        **{f"twist.{f}": MessageField(f"twist.twist.{f}") for f in TWIST_FIELDS},
+    },
+}
+#: Message type -> ``{field name: where it lives}`` for the vector sources whose ``fields``
+#: pick named attributes (read-only). A source's vector holds its ``fields`` in order: dim is
+#: ``len(fields)`` and element names default to the field names.
+OBSERVATION_FIELDS: Mapping[str, Mapping[str, MessageField]] = MappingProxyType(
+    {t: MappingProxyType(f) for t, f in _FIELDS.items()}
+)
+ODOM_FIELDS = tuple(OBSERVATION_FIELDS["nav_msgs/msg/Odometry"])
+POSE_FIELDS = tuple(OBSERVATION_FIELDS["geometry_msgs/msg/PoseStamped"])
+WRENCH_FIELDS = tuple(OBSERVATION_FIELDS["geometry_msgs/msg/WrenchStamped"])
+IMU_FIELDS = tuple(OBSERVATION_FIELDS["sensor_msgs/msg/Imu"])
+VECTOR_TYPES = (
+    "sensor_msgs/msg/JointState",
+    *MULTI_ARRAY_TYPES,
+    "sensor_msgs/msg/Joy",
+    *SCALAR_TYPES,
+    *OBSERVATION_FIELDS,
 )
 MAPPING_KEY = "ros_mapping"
 
@@ -84,13 +171,16 @@ class ObservationSource:
             before the tick is at most this old.
         joints: JointState: joint names to select, in this order.
         fields: JointState: ``position|velocity|effort`` (concatenated per field);
-            Odometry: entries of :data:`ODOM_FIELDS`.
+            types of :data:`OBSERVATION_FIELDS` (Odometry, PoseStamped, Pose, TwistStamped,
+            WrenchStamped, Imu): the table's field names, one value each, in this order.
+            Not allowed for the scalars of :data:`SCALAR_TYPES`.
         size: Float32/64MultiArray: expected number of values.
         axes: Joy: axis indices; ``buttons``: button indices (appended as 0/1).
         shape: Images: ``(H, W, C)`` the image is resized to.
         codec: Images: storage codec in datasets (``jpeg`` or ``png``).
         quality: Images: JPEG quality.
-        names: Optional per-element names of a vector (defaults from joints/fields).
+        names: Optional per-element names of a vector (defaults from joints/fields; the key
+            for a scalar).
     """
 
     key: str
@@ -118,10 +208,12 @@ class ObservationSource:
         t = self.type
         if t == "sensor_msgs/msg/JointState":
             return len(self.joints) * len(self.fields)
-        if t.startswith("std_msgs/msg/Float"):
+        if t in MULTI_ARRAY_TYPES:
             return self.size
-        if t == "nav_msgs/msg/Odometry":
+        if t in OBSERVATION_FIELDS:
             return len(self.fields)
+        if t in SCALAR_TYPES:
+            return 1
         if t == "sensor_msgs/msg/Joy":
             return len(self.axes) + len(self.buttons)
         return 0
@@ -133,8 +225,10 @@ class ObservationSource:
         t = self.type
         if t == "sensor_msgs/msg/JointState":
             return tuple(f"{j}.{f}" for f in self.fields for j in self.joints)
-        if t == "nav_msgs/msg/Odometry":
+        if t in OBSERVATION_FIELDS:
             return self.fields
+        if t in SCALAR_TYPES:
+            return (self.key,)
         if t == "sensor_msgs/msg/Joy":
             return tuple(f"axis{a}" for a in self.axes) + tuple(f"button{b}" for b in self.buttons)
         return None
@@ -297,14 +391,27 @@ def _check_source(src: ObservationSource, where: str) -> None:
             raise ConfigError(
                 f"{where}.fields: choose from {list(JOINT_FIELDS)}, got {list(src.fields)}"
             )
-    elif t.startswith("std_msgs/msg/Float"):
+    elif t in MULTI_ARRAY_TYPES:
         if src.size < 1:
             raise ConfigError(f"{where}.size: the number of values is required")
-    elif t == "nav_msgs/msg/Odometry":
-        bad = [f for f in src.fields if f not in ODOM_FIELDS]
-        if not src.fields or bad:
+    elif t in SCALAR_TYPES:
+        if src.fields:
             raise ConfigError(
-                f"{where}.fields: choose from {list(ODOM_FIELDS)}, got {list(src.fields)}"
+                f"{where}.fields: {t} is a single value (dim 1) and takes no fields, "
+                f"got {list(src.fields)}; remove 'fields'"
+            )
+        if src.size:
+            raise ConfigError(
+                f"{where}.size: {t} is a single value (dim 1); 'size' is only for "
+                f"{list(MULTI_ARRAY_TYPES)}, got {src.size}"
+            )
+    elif t in OBSERVATION_FIELDS:
+        allowed = list(OBSERVATION_FIELDS[t])
+        bad = [f for f in src.fields if f not in allowed]
+        if not src.fields or bad:
+            why = f"unknown {bad}" if bad else "none given"
+            raise ConfigError(
+                f"{where}.fields: choose from {allowed} for {t}, got {list(src.fields)} ({why})"
             )
     elif t == "sensor_msgs/msg/Joy":
         if not src.axes and not src.buttons:

@@ -1,7 +1,9 @@
 """ROS messages <-> numpy, driven by an :class:`il_core.mapping.RobotMapping`.
 
 Every decoder validates what it reads and raises :class:`ConversionError` with the reason
-(wrong encoding, wrong size, NaN, missing joint); nodes count and log those and never crash.
+(wrong encoding, wrong size, NaN, missing joint, a zero quaternion where angles are asked);
+nodes count and log those and never crash. Poses, twists, wrenches, IMUs and odometry are
+decoded and encoded from the field table :data:`il_core.mapping.OBSERVATION_FIELDS`.
 Encoders build the messages the simulated robot publishes and the commands the inference
 and DAgger nodes send.
 
@@ -15,12 +17,20 @@ from __future__ import annotations
 import importlib
 import math
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 import cv2
 import numpy as np
 
-from il_core.mapping import CommandSink, ObservationSource
+from il_core.mapping import (
+    EULER_ANGLES,
+    MULTI_ARRAY_TYPES,
+    OBSERVATION_FIELDS,
+    SCALAR_TYPES,
+    CommandSink,
+    ObservationSource,
+)
 
 
 class ConversionError(ValueError):
@@ -61,17 +71,154 @@ def _finite(values: np.ndarray, what: str) -> np.ndarray:
     return values
 
 
-def _yaw(q: Any) -> float:
-    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+_F32_MAX = float(np.finfo(np.float32).max)
+_NOT_FINITE = "NaN, infinite or beyond the float32 range"
 
 
-def _odom_value(msg: Any, name: str) -> float:
-    if name == "pose.yaw":
-        return _yaw(msg.pose.pose.orientation)
-    if name.startswith("pose."):
-        return float(getattr(msg.pose.pose.position, name[5:]))
-    _, part, axis = name.split(".")
-    return float(getattr(getattr(msg.twist.twist, part), axis))
+def euler_from_quaternion(x: float, y: float, z: float, w: float) -> tuple[float, float, float]:
+    """``(roll, pitch, yaw)`` in radians of a quaternion, ZYX convention (yaw applied first).
+
+    The quaternion need not be unit: every term is divided by the squared norm, so a
+    slightly denormalised orientation from a driver gives the angles of its direction. A NaN
+    or infinite component gives NaN angles, left to the caller's finite check (which names
+    the fields).
+
+    Raises:
+        ConversionError: if the quaternion has zero norm (it then has no orientation).
+    """
+    n2 = x * x + y * y + z * z + w * w
+    if not math.isfinite(n2):
+        return math.nan, math.nan, math.nan
+    if n2 < 1e-12:
+        raise ConversionError("quaternion has zero norm")
+    roll = math.atan2(2.0 * (w * x + y * z), w * w - x * x - y * y + z * z)
+    # Clipped: rounding can push |sin(pitch)| just past 1 at the gimbal-lock poles.
+    pitch = math.asin(max(-1.0, min(1.0, 2.0 * (w * y - z * x) / n2)))
+    yaw = math.atan2(2.0 * (w * z + x * y), w * w + x * x - y * y - z * z)
+    return roll, pitch, yaw
+
+
+def quaternion_from_euler(
+    roll: float, pitch: float, yaw: float
+) -> tuple[float, float, float, float]:
+    """Unit quaternion ``(x, y, z, w)`` of ZYX angles; inverse of :func:`euler_from_quaternion`."""
+    cr, sr = math.cos(roll / 2), math.sin(roll / 2)
+    cp, sp = math.cos(pitch / 2), math.sin(pitch / 2)
+    cy, sy = math.cos(yaw / 2), math.sin(yaw / 2)
+    return (
+        sr * cp * cy - cr * sp * sy,
+        cr * sp * cy + sr * cp * sy,
+        cr * cp * sy - sr * sp * cy,
+        cr * cp * cy + sr * sp * sy,
+    )
+
+
+def _tuple_getter(paths: list[str]) -> Callable[[Any], tuple[float, ...]]:
+    """``msg -> tuple of the attributes at paths``, one C call (``attrgetter``) per message."""
+    if len(paths) > 1:
+        return attrgetter(*paths)
+    if paths:
+        get = attrgetter(paths[0])
+        return lambda msg: (get(msg),)
+    return lambda msg: ()
+
+
+def _stamp_getter(type_name: str) -> Callable[[Any], float | None]:
+    """``msg -> header stamp`` for stamped types, ``msg -> None`` for the others."""
+    if "header" in message_class(type_name).get_fields_and_field_types():
+        return lambda msg: stamp_to_sec(msg.header.stamp)
+    return lambda msg: None
+
+
+def _field_decoder(src: ObservationSource) -> Callable[[Any], tuple[np.ndarray, float | None]]:
+    """Decoder of a source whose type is in :data:`OBSERVATION_FIELDS`.
+
+    Everything that depends only on the source (table look-ups, attribute getters, which
+    quaternions to turn into angles, the field order) is resolved here, once; a message then
+    costs one C-level ``attrgetter`` call for the plain fields, one conversion per quaternion
+    whose angles are used, and a finite check on plain floats (numpy's ``isfinite().all()``
+    costs more than the rest together on vectors this short).
+    """
+    label = src.type.rsplit("/", 1)[1]
+    fields = src.fields
+    entries = [OBSERVATION_FIELDS[src.type][f] for f in fields]
+    plain = [i for i, e in enumerate(entries) if e.angle is None]
+    get_plain = _tuple_getter([entries[i].path for i in plain])
+    # Each quaternion is converted once per message, however many of its angles are used;
+    # its (roll, pitch, yaw) are appended after the plain values, and `order` then puts every
+    # value back at its field's position.
+    quat_paths = list(dict.fromkeys(e.path for e in entries if e.angle is not None))
+    quaternions = [(attrgetter(path), path) for path in quat_paths]
+    order = [
+        plain.index(i)
+        if e.angle is None
+        else len(plain) + 3 * quat_paths.index(e.path) + EULER_ANGLES.index(e.angle)
+        for i, e in enumerate(entries)
+    ]
+    # Identity only when every computed value is used in place (no angle left unused).
+    reorder = order != list(range(len(plain) + 3 * len(quat_paths)))
+    stamp_of = _stamp_getter(src.type)
+    # REP 145: an IMU without an orientation estimate says so with covariance[0] = -1; its
+    # quaternion is then meaningless (often all zeros), not a pose to learn from.
+    imu_orientation = [
+        f
+        for f, e in zip(fields, entries, strict=True)
+        if src.type == "sensor_msgs/msg/Imu" and e.path.split(".")[0] == "orientation"
+    ]
+
+    def decode(msg: Any) -> tuple[np.ndarray, float | None]:
+        if imu_orientation and msg.orientation_covariance[0] == -1.0:
+            raise ConversionError(
+                "Imu has no orientation (orientation_covariance[0] == -1, REP 145) but the "
+                f"mapping asks for {imu_orientation}"
+            )
+        vals = get_plain(msg)
+        if quaternions:
+            vals = list(vals)
+            for get_q, path in quaternions:
+                q = get_q(msg)
+                try:
+                    vals.extend(euler_from_quaternion(q.x, q.y, q.z, q.w))
+                except ConversionError as e:
+                    raise ConversionError(f"{label} {path}: {e}; cannot derive angles") from None
+        if reorder:
+            vals = [vals[i] for i in order]
+        # On the float64 values, before the cast: NaN fails both comparisons, and a value
+        # beyond float32's range is refused instead of becoming inf with a numpy warning.
+        if not all(-_F32_MAX <= x <= _F32_MAX for x in vals):
+            bad = [f for f, x in zip(fields, vals, strict=True) if not -_F32_MAX <= x <= _F32_MAX]
+            raise ConversionError(f"{label} {bad}: {_NOT_FINITE}")
+        return np.array(vals, np.float32), stamp_of(msg)
+
+    return decode
+
+
+def _encode_fields(src: ObservationSource, msg: Any, value: np.ndarray) -> None:
+    """Set the table fields of ``src`` in ``msg`` from ``value`` ``(D,)``.
+
+    Derived angles build their quaternion (angles not listed are 0); explicit quaternion
+    components are set afterwards, directly, so a source listing both keeps what it was given
+    (the two agree when the vector came from one decoded message).
+    """
+    table = OBSERVATION_FIELDS[src.type]
+    v = value.reshape(-1)
+    if v.shape != (len(src.fields),):
+        raise ConversionError(f"{src.key}: {v.size} values for fields {list(src.fields)}")
+    angles: dict[str, list[float]] = {}
+    explicit = []
+    for f, x in zip(src.fields, v, strict=True):
+        entry = table[f]
+        if entry.angle is None:
+            explicit.append((entry.path, float(x)))
+        else:
+            rpy = angles.setdefault(entry.path, [0.0, 0.0, 0.0])
+            rpy[EULER_ANGLES.index(entry.angle)] = float(x)
+    for path, (roll, pitch, yaw) in angles.items():
+        q = attrgetter(path)(msg)
+        q.x, q.y, q.z, q.w = quaternion_from_euler(roll, pitch, yaw)
+    for path, x in explicit:
+        parent, _, name = path.rpartition(".")
+        setattr(attrgetter(parent)(msg), name, x)
 
 
 _ENCODINGS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "8UC1": 1, "8UC3": 3}
@@ -157,7 +304,7 @@ def make_observation_decoder(
             return v, stamp_to_sec(msg.header.stamp)
 
         return joint_state
-    if t.startswith("std_msgs/msg/Float"):
+    if t in MULTI_ARRAY_TYPES:
         size = src.size
 
         def multi_array(msg: Any) -> tuple[np.ndarray, float | None]:
@@ -167,14 +314,18 @@ def make_observation_decoder(
             return _finite(v, "array"), None
 
         return multi_array
-    if t == "nav_msgs/msg/Odometry":
-        fields = src.fields
+    if t in SCALAR_TYPES:
+        label = t.rsplit("/", 1)[1]
 
-        def odometry(msg: Any) -> tuple[np.ndarray, float | None]:
-            v = np.array([_odom_value(msg, f) for f in fields], np.float32)
-            return _finite(v, "Odometry"), stamp_to_sec(msg.header.stamp)
+        def scalar(msg: Any) -> tuple[np.ndarray, float | None]:
+            x = msg.data
+            if not -_F32_MAX <= x <= _F32_MAX:
+                raise ConversionError(f"{label} data {x}: {_NOT_FINITE}")
+            return np.array([x], np.float32), None
 
-        return odometry
+        return scalar
+    if t in OBSERVATION_FIELDS:
+        return _field_decoder(src)
     if t == "sensor_msgs/msg/Joy":
         axes, buttons = src.axes, src.buttons
 
@@ -209,18 +360,14 @@ def encode_observation(src: ObservationSource, value: np.ndarray, stamp: float) 
         n = len(src.joints)
         for i, f in enumerate(src.fields):
             setattr(msg, f, [float(x) for x in v[i * n : (i + 1) * n]])
-    elif t.startswith("std_msgs/msg/Float"):
+    elif t in MULTI_ARRAY_TYPES:
         msg.data = [float(x) for x in v]
-    elif t == "nav_msgs/msg/Odometry":
-        for f, x in zip(src.fields, v, strict=True):
-            if f == "pose.yaw":
-                msg.pose.pose.orientation.z = math.sin(float(x) / 2)
-                msg.pose.pose.orientation.w = math.cos(float(x) / 2)
-            elif f.startswith("pose."):
-                setattr(msg.pose.pose.position, f[5:], float(x))
-            else:
-                _, part, axis = f.split(".")
-                setattr(getattr(msg.twist.twist, part), axis, float(x))
+    elif t in SCALAR_TYPES:
+        if v.size != 1:
+            raise ConversionError(f"{src.key}: {t} holds one value, got {v.size}")
+        msg.data = float(v.reshape(-1)[0])
+    elif t in OBSERVATION_FIELDS:
+        _encode_fields(src, msg, v)
     elif t == "sensor_msgs/msg/Joy":
         na = len(src.axes)
         msg.axes = [float(x) for x in v[:na]]
