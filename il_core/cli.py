@@ -1,4 +1,4 @@
-"""The ``il-core`` command line (also ``python -m il_core``): collect, train, eval, info.
+"""The ``il-core`` command line (also ``python -m il_core``): collect, train, eval, export, info.
 
 Every sub-command prints its result as one JSON line on stdout (progress and logs go to
 stderr), so scripts can rely on it. Errors in user input exit with status 2 and a message
@@ -64,6 +64,18 @@ def _cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
+def _cmd_export(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from il_core.export import export_checkpoint
+
+    # Tracing and the check run tiny batch-1 models: extra threads only add contention.
+    torch.set_num_threads(1)
+    return export_checkpoint(
+        args.checkpoint, args.out, args.format, check=args.check, seed=args.seed
+    )
+
+
 def dataset_summary(path: Path) -> dict[str, Any]:
     """Summary of a dataset directory: spec, episodes, steps, rates, success."""
     import numpy as np
@@ -122,7 +134,8 @@ def _cmd_info(args: argparse.Namespace) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     p = argparse.ArgumentParser(
-        prog="il-core", description="Imitation learning: collect, train, evaluate, inspect."
+        prog="il-core",
+        description="Imitation learning: collect, train, evaluate, export, inspect.",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     sub = p.add_subparsers(dest="command", required=True)
@@ -178,6 +191,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.set_defaults(func=_cmd_eval)
 
+    x = sub.add_parser(
+        "export",
+        help="export a checkpoint to ONNX or TorchScript for robots without torch",
+        description="Write an ONNX (.onnx) or TorchScript (.pt, .ts) export of a training "
+        "checkpoint; the robot loads either with il_core.runtime.load_runtime_policy.",
+    )
+    x.add_argument("--checkpoint", required=True, help="policy.pt written by il-core train")
+    x.add_argument(
+        "--out", required=True, help="destination: FILE.onnx (ONNX) or FILE.pt / FILE.ts"
+    )
+    x.add_argument(
+        "--format",
+        choices=["onnx", "torchscript"],
+        default=None,
+        help="optional; must agree with the suffix of --out, which the robot's loader reads",
+    )
+    x.add_argument(
+        "--check",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="compare eager and exported actions on a seeded random observation history "
+        "(default: on)",
+    )
+    x.add_argument("--seed", type=int, default=0, help="seed of the --check history and noise")
+    x.set_defaults(func=_cmd_export)
+
     i = sub.add_parser("info", help="summarise a dataset directory or a checkpoint")
     i.add_argument("path")
     i.set_defaults(func=_cmd_info)
@@ -203,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from il_core.data import DatasetError
     from il_core.envs import UnknownEnvError
+    from il_core.runtime import ExportError
 
     user_errors: tuple[type[BaseException], ...] = (
         ConfigError,
@@ -210,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         SpecError,
         DatasetError,
         UnknownEnvError,
+        ExportError,
         FileNotFoundError,
     )
     try:  # sim is optional for il_core; its expert errors are user errors when it is there

@@ -1,4 +1,4 @@
-"""Export any policy for robot CPUs (TorchScript or ONNX) and run it numpy in, numpy out.
+"""Export any policy for robot CPUs (TorchScript or ONNX): the torch side of export.
 
 :func:`export_policy` traces the policy's inference path, ``predict_chunk_tensor`` (input
 normalisation, network, output unnormalisation; for diffusion the whole DDIM loop, unrolled),
@@ -19,54 +19,55 @@ float32, or ``(1, h)`` int64 for discrete actions.
 
 The file carries a JSON description (policy name and config, spec, inputs, noise shape):
 ONNX model metadata under :data:`META_KEY`, a TorchScript extra file of that name.
-:class:`ExportedPolicy` reads it back and offers the policy interface the executor uses
-(``spec``, ``n_obs_steps``, ``horizon``, ``n_action_steps``, ``predict_action_chunk``,
-``select_action``, ``reset``), so ``PolicyExecutor(ExportedPolicy(path))`` runs an exported
-model exactly like an eager one. Loading a TorchScript file runs TorchScript code from it:
-only load exports you made or trust. ONNX files hold no code.
+:func:`export_checkpoint` is ``il-core export``: a training checkpoint in, an export out,
+checked against the eager policy.
+
+Running exports is :mod:`il_core.runtime`, which never imports torch for an ONNX file (a
+robot computer need not carry torch): :class:`ExportedPolicy`, :func:`load_exported` and
+:func:`load_runtime_policy` live there and are re-exported here for older imports.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from il_core.policies.base import Policy, config_to_dict
-from il_core.spec import DatasetSpec, SpecError
+from il_core.runtime import (
+    EXPORT_FORMAT,
+    EXPORT_VERSION,
+    META_KEY,
+    ExportedPolicy,
+    ExportError,
+    ExportFormat,
+    export_format_of,
+    is_torchscript_export,
+    load_exported,
+    load_runtime_policy,
+)
 
-if TYPE_CHECKING:
-    from il_core.execution import PolicyExecutor
-
-__all__ = ["META_KEY", "ExportError", "ExportedPolicy", "export_policy", "load_exported"]
-
-#: Name of the JSON description inside an exported file.
-META_KEY = "il_core_export.json"
-_FORMAT = "il_core.export"
-_VERSION = 1
-ExportFormat = Literal["onnx", "torchscript"]
-
-
-class ExportError(ValueError):
-    """An export could not be written or read; the message names the file."""
-
-
-def _format_of(path: Path, fmt: str | None) -> ExportFormat:
-    if fmt is not None:
-        if fmt not in ("onnx", "torchscript"):
-            raise ExportError(f"{path}: format must be 'onnx' or 'torchscript', got {fmt!r}")
-        return fmt  # type: ignore[return-value]
-    if path.suffix == ".onnx":
-        return "onnx"
-    if path.suffix in (".pt", ".ts"):
-        return "torchscript"
-    raise ExportError(f"{path}: cannot tell the format from the suffix; use .onnx, .pt or .ts")
+__all__ = [
+    "META_KEY",
+    "ExportError",
+    "ExportFormat",
+    "ExportedPolicy",
+    "export_checkpoint",
+    "export_policy",
+    "load_exported",
+    "load_runtime_policy",
+    "noise_shape_of",
+]
 
 
 def noise_shape_of(policy: Any) -> tuple[int, ...] | None:
@@ -138,6 +139,24 @@ def _movedim_symbolic(g: Any, x: Any, source: Any, destination: Any) -> Any:
     return g.op("Transpose", x, perm_i=[next(rest) if p is None else p for p in perm])
 
 
+@contextlib.contextmanager
+def _exported_config(policy: Policy, fmt: ExportFormat) -> Iterator[None]:
+    """Temporarily give ``policy`` the config its ``fmt`` export runs with.
+
+    ONNX Runtime's CPU kernels have no bfloat16 matrix products: an ONNX export runs the
+    float32 path of a policy configured for bfloat16 inference (TorchScript keeps bfloat16).
+    The eager reference of :func:`export_checkpoint`'s check runs under the same config, so
+    that the check measures the export, not bfloat16 rounding.
+    """
+    config = policy.config
+    if fmt == "onnx" and getattr(config, "inference_dtype", "float32") != "float32":
+        policy.config = dataclasses.replace(config, inference_dtype="float32")
+    try:
+        yield
+    finally:
+        policy.config = config
+
+
 def export_policy(
     policy: Policy,
     path: str | Path,
@@ -146,6 +165,9 @@ def export_policy(
     opset: int = 17,
 ) -> Path:
     """Export ``policy``'s inference path to ``path``.
+
+    The file is written under a temporary name and renamed, so a robot reloading ``path``
+    never reads a half-written export.
 
     Args:
         policy: Any registered policy (moved to CPU and eval mode for the trace).
@@ -161,17 +183,10 @@ def export_policy(
         ExportError: unknown format, or ``onnx`` not installed for an ONNX export.
     """
     path = Path(path)
-    fmt = _format_of(path, fmt)
+    fmt = export_format_of(path, fmt)
     policy = policy.to("cpu").eval()
-    config = policy.config
-    if fmt == "onnx" and getattr(config, "inference_dtype", "float32") != "float32":
-        # ONNX Runtime's CPU kernels have no bfloat16 matrix products: export the float32
-        # path of a policy configured for bfloat16 inference (TorchScript keeps bfloat16).
-        policy.config = dataclasses.replace(config, inference_dtype="float32")
-    try:
+    with _exported_config(policy, fmt):
         return _export(policy, path, fmt, opset)
-    finally:
-        policy.config = config
 
 
 def _export(policy: Policy, path: Path, fmt: ExportFormat, opset: int) -> Path:
@@ -179,8 +194,8 @@ def _export(policy: Policy, path: Path, fmt: ExportFormat, opset: int) -> Path:
     stochastic = noise_shape_of(policy) is not None
     module = _Traceable(policy, list(policy.spec.observations), stochastic).eval()
     meta = {
-        "format": _FORMAT,
-        "version": _VERSION,
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
         "policy": {"name": policy.name, "config": config_to_dict(policy.config)},
         "spec": policy.spec.to_dict(),
         "inputs": described,
@@ -188,7 +203,6 @@ def _export(policy: Policy, path: Path, fmt: ExportFormat, opset: int) -> Path:
         "output": "action",
     }
     text = json.dumps(meta)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with torch.inference_mode(False), torch.no_grad():
         # One untraced call first: policies build inference caches lazily (the diffusion
         # policy's bfloat16 U-Net copy), which must not be recorded into the graph.
@@ -196,8 +210,9 @@ def _export(policy: Policy, path: Path, fmt: ExportFormat, opset: int) -> Path:
         if fmt == "torchscript":
             traced = torch.jit.trace(module, tuple(examples), check_trace=False)
             traced = torch.jit.freeze(traced)
-            torch.jit.save(traced, str(path), _extra_files={META_KEY: text})
-            return path
+            return _write_atomically(
+                path, lambda tmp: torch.jit.save(traced, tmp, _extra_files={META_KEY: text})
+            )
         try:
             import onnx
         except ImportError as e:
@@ -220,154 +235,131 @@ def _export(policy: Policy, path: Path, fmt: ExportFormat, opset: int) -> Path:
             torch.onnx.unregister_custom_op_symbolic("aten::movedim", opset)
         model = onnx.load_from_string(buf.getvalue())
         onnx.helper.set_model_props(model, {META_KEY: text})
-        onnx.save(model, str(path))
+        return _write_atomically(path, lambda tmp: onnx.save(model, tmp))
+
+
+def _write_atomically(path: Path, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp_name)`` on a temporary file next to ``path``, then rename it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    try:
+        # mkstemp creates 0600 files; an export is meant to be copied to the robot user.
+        os.fchmod(fd, 0o644)
+        os.close(fd)
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
-class ExportedPolicy:
-    """Runs an exported policy with the eager policy's numpy interface.
+def _random_history(policy: Policy, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """One ``{key: (k, ...)}`` observation history: standard normal vectors, random images."""
+    k = policy.n_obs_steps
+    obs = {}
+    for key, feat in policy.spec.observations.items():
+        if feat.kind == "image":
+            obs[key] = rng.integers(0, 256, (k, *feat.shape), dtype=np.uint8)
+        else:
+            obs[key] = rng.standard_normal((k, *feat.shape)).astype(np.float32)
+    return obs
+
+
+def _eager_chunk(
+    policy: Policy, obs: dict[str, np.ndarray], noise: np.ndarray | None
+) -> np.ndarray:
+    """The eager policy's clipped chunk ``(h, D)`` or ``(h,)`` for one history and draw."""
+    batch = {k: torch.from_numpy(v)[None] for k, v in obs.items()}
+    with torch.inference_mode():
+        if noise is None:
+            out = policy.predict_chunk_tensor(batch)
+        else:
+            out = policy.predict_chunk_tensor(batch, noise=torch.from_numpy(noise))
+    return policy.spec.action.clip(out[0].numpy())
+
+
+def export_checkpoint(
+    checkpoint: str | Path,
+    out: str | Path,
+    fmt: ExportFormat | None = None,
+    *,
+    check: bool = True,
+    seed: int = 0,
+    opset: int = 17,
+) -> dict[str, Any]:
+    """Export a training checkpoint (``il-core export``) and describe the file written.
 
     Args:
-        path: A file written by :func:`export_policy`.
-        num_threads: ONNX Runtime intra-op threads (TorchScript uses torch's global
-            setting, ``torch.set_num_threads``).
-        seed: Seed of the generator that draws the noise of stochastic policies.
+        checkpoint: A ``policy.pt`` written by ``il-core train``.
+        out: Destination: ``.onnx`` is ONNX, ``.pt`` or ``.ts`` TorchScript (the suffix is
+            what :func:`load_runtime_policy` dispatches on, so it must match ``fmt``).
+        fmt: Optional ``onnx`` or ``torchscript``; must agree with the suffix of ``out``.
+        check: Run the eager policy and the export on one seeded random observation history
+            (the same noise draw for stochastic policies) and report the largest absolute
+            difference between their action chunks.
+        seed: Seed of that history and draw.
+        opset: ONNX opset version.
 
-    Attributes:
-        spec: The :class:`DatasetSpec` the policy was trained on.
-        policy_name: Registered name of the exported policy.
-        config: The policy config as a dict.
-        noise_shape: Per-sample noise shape, or None for a deterministic policy.
+    Returns:
+        ``type``, ``policy`` (name), ``format``, ``checkpoint``, ``out``, ``bytes``,
+        ``inputs`` (name, shape, dtype each), ``noise_shape``, ``output`` (name, shape,
+        dtype), ``max_abs_diff`` (None without ``check``) and ``seed``.
+
+    Raises:
+        ExportError: bad suffix or format, ``out`` is the checkpoint itself, or the
+            checkpoint is already an export.
+        il_core.checkpoint.CheckpointError: the checkpoint is missing or unreadable.
     """
+    from il_core.checkpoint import CheckpointError, load_policy
 
-    def __init__(self, path: str | Path, num_threads: int = 1, seed: int | None = None) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise ExportError(f"{self.path}: exported policy not found")
-        self.format = _format_of(self.path, None)
-        if self.format == "onnx":
-            try:
-                import onnxruntime as ort
-            except ImportError as e:
-                raise ExportError(
-                    f"{self.path}: running an ONNX export needs 'onnxruntime' "
-                    "(pip install onnxruntime)"
-                ) from e
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = num_threads
-            opts.inter_op_num_threads = 1
-            try:
-                self._session = ort.InferenceSession(
-                    str(self.path), opts, providers=["CPUExecutionProvider"]
-                )
-            except Exception as e:  # onnxruntime raises its own exception types
-                raise ExportError(f"{self.path}: not a loadable ONNX model: {e}") from None
-            text = self._session.get_modelmeta().custom_metadata_map.get(META_KEY)
-        else:
-            extra = {META_KEY: ""}
-            try:
-                self._module = torch.jit.load(str(self.path), _extra_files=extra)
-            except RuntimeError as e:
-                raise ExportError(f"{self.path}: not a loadable TorchScript file: {e}") from None
-            text = extra[META_KEY]
-        try:
-            meta = json.loads(text or "")
-            if meta.get("format") != _FORMAT or int(meta.get("version", 0)) > _VERSION:
-                raise ExportError(f"{self.path}: not an il_core export (or a newer version)")
-            self.spec = DatasetSpec.from_dict(meta["spec"], f"{self.path}: spec")
-        except (json.JSONDecodeError, KeyError, SpecError, TypeError) as e:
-            raise ExportError(f"{self.path}: unreadable export description: {e}") from None
-        self.policy_name: str = meta["policy"]["name"]
-        self.config: dict[str, Any] = meta["policy"]["config"]
-        self.inputs: list[dict[str, Any]] = meta["inputs"]
-        ns = meta.get("noise_shape")
-        self.noise_shape: tuple[int, ...] | None = None if ns is None else tuple(ns)
-        self._rng = np.random.default_rng(seed)
-        self._executor: PolicyExecutor | None = None
-
-    @property
-    def n_obs_steps(self) -> int:
-        """Observation history length k."""
-        return int(self.config["n_obs_steps"])
-
-    @property
-    def horizon(self) -> int:
-        """Predicted chunk length h."""
-        return int(self.config["horizon"])
-
-    @property
-    def n_action_steps(self) -> int:
-        """Actions executed per chunk."""
-        return int(self.config["n_action_steps"])
-
-    def draw_noise(self) -> np.ndarray | None:
-        """One ``(1, *noise_shape)`` float32 standard-normal draw (None if deterministic)."""
-        if self.noise_shape is None:
-            return None
-        return self._rng.standard_normal((1, *self.noise_shape), dtype=np.float32)
-
-    def run(self, obs: dict[str, np.ndarray], noise: np.ndarray | None = None) -> np.ndarray:
-        """The raw model output for one history: ``(1, h, D)`` or ``(1, h)``, unclipped.
-
-        Args:
-            obs: ``{key: (k, ...)}`` raw observations, oldest first.
-            noise: ``(1, *noise_shape)`` standard normal; drawn from the seeded generator
-                when None (stochastic policies only).
-        """
-        arrays = []
-        for desc in self.inputs:
-            name = desc["name"]
-            if name == "noise":
-                n = self.draw_noise() if noise is None else noise
-                arrays.append(np.ascontiguousarray(n, dtype=np.float32).reshape(desc["shape"]))
-                continue
-            if name not in obs:
-                raise SpecError(
-                    f"observation key {name!r} missing; expected {list(self.spec.observations)}"
-                )
-            x = np.ascontiguousarray(obs[name], dtype=desc["dtype"])
-            if x.shape != tuple(desc["shape"][1:]):
-                raise SpecError(
-                    f"observation {name!r}: expected history shape {tuple(desc['shape'][1:])}, "
-                    f"got {x.shape}"
-                )
-            arrays.append(x[None])
-        if self.format == "onnx":
-            feeds = {d["name"]: a for d, a in zip(self.inputs, arrays, strict=True)}
-            return self._session.run(None, feeds)[0]
-        with torch.inference_mode():
-            return self._module(*(torch.from_numpy(a) for a in arrays)).numpy()
-
-    def predict_action_chunk(
-        self, obs: dict[str, np.ndarray], noise: np.ndarray | None = None
-    ) -> np.ndarray:
-        """Numpy in, numpy out, like :meth:`il_core.policies.base.Policy.predict_action_chunk`.
-
-        Args:
-            obs: ``{key: (k, ...)}`` the last k observations, oldest first.
-            noise: Optional ``(1, *noise_shape)`` standard-normal draw to use.
-
-        Returns:
-            ``(h, D)`` float32 or ``(h,)`` int64, clamped to the spec's action bounds.
-        """
-        return self.spec.action.clip(self.run(obs, noise)[0])
-
-    def select_action(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        """Act on one observation through a :class:`~il_core.execution.PolicyExecutor`."""
-        if self._executor is None:
-            from il_core.execution import PolicyExecutor
-
-            self._executor = PolicyExecutor(self)  # type: ignore[arg-type]
-        return self._executor.step(obs)
-
-    def reset(self) -> None:
-        """Forget history and queued actions (call at every episode start)."""
-        if self._executor is not None:
-            self._executor.reset()
-
-
-def load_exported(
-    path: str | Path, num_threads: int = 1, seed: int | None = None
-) -> ExportedPolicy:
-    """Open an exported policy (see :class:`ExportedPolicy`)."""
-    return ExportedPolicy(path, num_threads=num_threads, seed=seed)
+    checkpoint, out = Path(checkpoint), Path(out)
+    if fmt is not None:
+        fmt = export_format_of(out, fmt)  # validates the name only
+    by_suffix = export_format_of(out)
+    if fmt is not None and fmt != by_suffix:
+        raise ExportError(
+            f"{out}: suffix {out.suffix!r} means {by_suffix}, not {fmt}; "
+            "use .onnx for onnx, .ts or .pt for torchscript"
+        )
+    if not checkpoint.is_file():
+        raise CheckpointError(f"{checkpoint}: checkpoint file not found")
+    if out.resolve() == checkpoint.resolve() or (
+        out.exists() and os.path.samefile(out, checkpoint)
+    ):
+        raise ExportError(f"{out}: is the input checkpoint; refusing to overwrite it")
+    if checkpoint.suffix == ".onnx" or is_torchscript_export(checkpoint):
+        raise ExportError(
+            f"{checkpoint}: already an exported policy; expected an il_core training "
+            "checkpoint (policy.pt from il-core train)"
+        )
+    policy = load_policy(checkpoint)
+    export_policy(policy, out, by_suffix, opset=opset)
+    exported = ExportedPolicy(out, num_threads=1, seed=seed)
+    action = policy.spec.action
+    summary: dict[str, Any] = {
+        "type": "export",
+        "policy": policy.name,
+        "format": by_suffix,
+        "checkpoint": str(checkpoint),
+        "out": str(out),
+        "bytes": out.stat().st_size,
+        "inputs": exported.inputs,
+        "noise_shape": None if exported.noise_shape is None else list(exported.noise_shape),
+        "output": {
+            "name": "action",
+            "shape": [1, policy.horizon, *action.shape],
+            "dtype": str(action.dtype),
+        },
+        "max_abs_diff": None,
+        "seed": seed,
+    }
+    if check:
+        obs = _random_history(policy, np.random.default_rng(seed))
+        noise = exported.draw_noise()
+        with _exported_config(policy, by_suffix):
+            want = _eager_chunk(policy, obs, noise)
+        got = exported.predict_action_chunk(obs, noise)
+        diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
+        summary["max_abs_diff"] = float(diff.max()) if diff.size else 0.0
+    return summary

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -9,9 +10,13 @@ import pytest
 import torch
 
 from il_core.batch import to_torch
+from il_core.checkpoint import CheckpointError, save_checkpoint
+from il_core.cli import main
 from il_core.execution import PolicyExecutor
 from il_core.export import ExportedPolicy, ExportError, export_policy, load_exported
-from il_core.policies import make_policy
+from il_core.policies import Policy, make_policy
+from il_core.policies.base import config_to_dict
+from il_core.runtime import ExportedConfig, is_torchscript_export, load_runtime_policy
 from il_core.spec import SpecError
 from tests.helpers import image_spec, random_batch, vector_spec
 
@@ -142,3 +147,163 @@ def test_bad_inputs_and_files_are_named(tmp_path, rng):
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     with pytest.raises(ExportError, match="junk.onnx"):
         ExportedPolicy(tmp_path / "junk.onnx")
+
+
+# -- the robot's loader --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mog_files(tmp_path_factory):
+    """A stochastic (mog) training checkpoint and its three kinds of export."""
+    root = tmp_path_factory.mktemp("files")
+    policy = _trained("mog", vector_spec(), np.random.default_rng(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return {
+            "policy": policy,
+            "ckpt": save_checkpoint(root / "policy.pt", policy),
+            "onnx": export_policy(policy, root / "policy.onnx"),
+            "ts": export_policy(policy, root / "policy.ts"),
+            "ts_pt": export_policy(policy, root / "policy_ts.pt"),
+        }
+
+
+@pytest.mark.parametrize(
+    ("kind", "fmt"), [("onnx", "onnx"), ("ts", "torchscript"), ("ts_pt", "torchscript")]
+)
+def test_load_runtime_policy_opens_exports(mog_files, rng, kind, fmt):
+    path = mog_files[kind]
+    assert is_torchscript_export(path) == (fmt == "torchscript")
+    loaded = load_runtime_policy(path, num_threads=1, seed=3)
+    assert isinstance(loaded, ExportedPolicy) and loaded.format == fmt
+    assert loaded.name == "mog" and loaded.spec == mog_files["policy"].spec
+    obs = {"state": rng.normal(size=(2, 4)).astype(np.float32)}
+    noise = loaded.draw_noise()
+    np.testing.assert_allclose(
+        loaded.predict_action_chunk(obs, noise), _eager(mog_files["policy"], obs, noise), atol=1e-5
+    )
+    # Seeded: a second load draws the same noise, so a robot run can be replayed.
+    again = load_runtime_policy(path, seed=3)
+    again.draw_noise()
+    np.testing.assert_array_equal(loaded.draw_noise(), again.draw_noise())
+
+
+def test_load_runtime_policy_opens_training_checkpoints(mog_files):
+    assert not is_torchscript_export(mog_files["ckpt"])
+    before = torch.get_num_threads()
+    try:
+        loaded = load_runtime_policy(mog_files["ckpt"], num_threads=2)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert isinstance(loaded, Policy) and not loaded.training
+    assert loaded.name == "mog" and loaded.config == mog_files["policy"].config
+
+
+def test_load_runtime_policy_errors_name_the_file(tmp_path, mog_files):
+    with pytest.raises(ExportError, match=r"missing\.onnx: policy file not found; expected"):
+        load_runtime_policy(tmp_path / "missing.onnx")
+    (tmp_path / "policy.bin").write_bytes(b"x")
+    with pytest.raises(ExportError, match=r"policy\.bin: unknown policy file suffix '\.bin'"):
+        load_runtime_policy(tmp_path / "policy.bin")
+    (tmp_path / "junk.pt").write_bytes(b"neither a checkpoint nor an export")
+    with pytest.raises(CheckpointError, match=r"junk\.pt: not a readable checkpoint"):
+        load_runtime_policy(tmp_path / "junk.pt")
+    (tmp_path / "junk.ts").write_bytes(b"not TorchScript")
+    with pytest.raises(ExportError, match=r"junk\.ts: not a loadable TorchScript file"):
+        load_runtime_policy(tmp_path / "junk.ts")
+    with pytest.raises(ExportError, match="run on the CPU"):
+        load_runtime_policy(mog_files["onnx"], device="cuda")
+    with pytest.raises(ExportError, match="num_threads"):
+        load_runtime_policy(mog_files["onnx"], num_threads=0)
+
+
+# -- a stand-in for the eager policy ---------------------------------------------------------
+
+
+def test_act_temporal_ensembling_survives_export(tmp_path, rng):
+    policy = _trained("act", vector_spec(), rng, n_action_steps=1, temporal_ensemble_coeff=0.05)
+    exported = load_runtime_policy(export_policy(policy, tmp_path / "act.onnx"))
+    assert exported.name == "act"
+    assert exported.config.temporal_ensemble_coeff == 0.05
+    assert exported.config.history_encoder.kind == "gru"  # sections read like dataclasses
+    assert exported.config.hidden_dims == policy.config.hidden_dims == (32, 32)
+    assert isinstance(exported.config, ExportedConfig)
+    assert exported.config.to_dict() == config_to_dict(policy.config)
+    eager, runtime = PolicyExecutor(policy), PolicyExecutor(exported)
+    assert eager.temporal_ensemble_coeff == runtime.temporal_ensemble_coeff == 0.05
+    assert runtime.n_action_steps == 1
+    for t in range(6):
+        obs = {"state": np.full(4, 0.1 * t, np.float32)}
+        np.testing.assert_allclose(runtime.step(obs), eager.step(obs), atol=1e-5)
+    assert runtime.inference_count == 6
+
+
+def test_exported_config_reads_like_the_dataclass(tmp_path, rng):
+    policy = _trained("bc", vector_spec(), rng, steps=1)
+    exported = load_runtime_policy(export_policy(policy, tmp_path / "bc.onnx"))
+    assert PolicyExecutor(exported).temporal_ensemble_coeff is None  # bc has no such field
+    assert exported.config["horizon"] == exported.config.horizon == exported.horizon == 4
+    assert exported.policy_name == exported.name == "bc"
+    with pytest.raises(AttributeError, match="no field 'nonsense'"):
+        exported.config.nonsense  # noqa: B018
+
+
+# -- il-core export --------------------------------------------------------------------------
+
+
+def _cli(capsys, *args):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        status = main(["export", *map(str, args)])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.mark.parametrize(("suffix", "fmt"), [("onnx", "onnx"), ("ts", "torchscript")])
+def test_cli_export_round_trip(tmp_path, capsys, mog_files, suffix, fmt):
+    out_path = tmp_path / f"exported.{suffix}"
+    status, out, err = _cli(
+        capsys, "--checkpoint", mog_files["ckpt"], "--out", out_path, "--format", fmt
+    )
+    assert status == 0, err
+    (line,) = out.splitlines()
+    result = json.loads(line)
+    assert result["type"] == "export" and result["policy"] == "mog"
+    assert result["format"] == fmt and result["out"] == str(out_path)
+    assert result["bytes"] == out_path.stat().st_size > 0
+    assert result["inputs"] == [
+        {"name": "state", "shape": [1, 2, 4], "dtype": "float32"},
+        {"name": "noise", "shape": [1, *mog_files["policy"].noise_shape], "dtype": "float32"},
+    ]
+    assert result["output"] == {"name": "action", "shape": [1, 4, 2], "dtype": "float32"}
+    assert 0.0 <= result["max_abs_diff"] < 1e-5
+    assert load_runtime_policy(out_path).format == fmt
+
+
+def test_cli_export_pt_means_torchscript_and_check_can_be_skipped(tmp_path, capsys, mog_files):
+    status, out, err = _cli(
+        capsys, "--checkpoint", mog_files["ckpt"], "--out", tmp_path / "x.pt", "--no-check"
+    )
+    assert status == 0, err
+    result = json.loads(out)
+    assert result["format"] == "torchscript" and result["max_abs_diff"] is None
+    assert is_torchscript_export(tmp_path / "x.pt")
+
+
+def test_cli_export_errors_exit_2_naming_the_file(tmp_path, capsys, mog_files):
+    ckpt = mog_files["ckpt"]
+    cases = [
+        (["--checkpoint", tmp_path / "nope.pt", "--out", tmp_path / "p.onnx"], "nope.pt"),
+        (["--checkpoint", ckpt, "--out", tmp_path / "p.bin"], "p.bin: cannot tell the format"),
+        (["--checkpoint", ckpt, "--out", ckpt], "is the input checkpoint"),
+        (["--checkpoint", ckpt, "--out", tmp_path / "p.pt", "--format", "onnx"], "p.pt: suffix"),
+        (["--checkpoint", mog_files["ts"], "--out", tmp_path / "p.onnx"], "already an exported"),
+    ]
+    size = ckpt.stat().st_size
+    for args, message in cases:
+        status, out, err = _cli(capsys, *args)
+        assert status == 2 and out == ""
+        (line,) = err.splitlines()
+        assert line.startswith("il-core export: error: ") and message in line, line
+    assert ckpt.stat().st_size == size and not (tmp_path / "p.onnx").exists()
