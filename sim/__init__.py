@@ -103,6 +103,13 @@ ENV_REGISTRATIONS: tuple[EnvRegistration, ...] = (
     EnvRegistration(
         "il_ros/DriftCorridorWindy-v0", "sim.drift:DriftCorridorEnv", None, DRIFT_WIND
     ),
+    # A UR5-like 6-DoF arm reaching a point (joint states, flange pose, wrist wrench): joint
+    # position targets to a soft servo, what a leader arm sends; and joint velocities. BC
+    # learns both from 30 demonstrations, velocities slightly better (tests/test_arm_sim.py).
+    EnvRegistration("il_ros/ArmReach-v0", "sim.arm:ArmReachEnv"),
+    EnvRegistration(
+        "il_ros/ArmReachVelocity-v0", "sim.arm:ArmReachEnv", None, {"control": "velocity"}
+    ),
 )
 
 

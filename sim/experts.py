@@ -262,6 +262,13 @@ def _multimodal_reach_expert(env: gym.Env) -> Expert:
     return MultimodalReachExpert(env)
 
 
+def _arm_ik_expert(env: gym.Env) -> Expert:
+    """Factory of :class:`sim.arm.ArmIKExpert` (imported when first used)."""
+    from sim.arm import ArmIKExpert
+
+    return ArmIKExpert(env)
+
+
 def _drift_corridor_expert(env: gym.Env) -> Expert:
     """Factory of :class:`sim.drift.DriftCorridorExpert` (imported when first used)."""
     from sim.drift import DriftCorridorExpert
@@ -280,6 +287,8 @@ EXPERTS: dict[str, Callable[[gym.Env], Expert]] = {
     "carracing_pursuit": CarRacingPursuitExpert,
     # Feed-forward + proportional correction of the lateral offset (issue 6, DAgger).
     "drift_corridor": _drift_corridor_expert,
+    # Damped-least-squares IK on the flange position, in the env's control mode.
+    "arm_ik": _arm_ik_expert,
 }
 
 #: The expert name ``"auto"`` resolves to, by gymnasium env id.
@@ -294,6 +303,8 @@ DEFAULT_EXPERTS: dict[str, str] = {
     "il_ros/LaneFollowNoisy-v0": "lane_pure_pursuit",
     "il_ros/DriftCorridor-v0": "drift_corridor",
     "il_ros/DriftCorridorWindy-v0": "drift_corridor",
+    "il_ros/ArmReach-v0": "arm_ik",
+    "il_ros/ArmReachVelocity-v0": "arm_ik",
     # CarRacing-v3 has no default: gymnasium[box2d] is optional, and collecting its
     # demonstrations names the driver explicitly (--expert carracing_pursuit).
 }
