@@ -16,6 +16,7 @@ QoS is a decision per kind of stream:
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -26,6 +27,7 @@ from typing import Any
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import (
     DurabilityPolicy,
@@ -150,6 +152,8 @@ def spin_node(
     args: Sequence[str] | None = None,
     *,
     on_exit: Callable[[Node], None] | None = None,
+    startup_errors: tuple[type[BaseException], ...] = (ConfigError, OSError),
+    name: str | None = None,
 ) -> int:
     """Initialise rclpy, spin ``make_node()`` in a single-threaded executor, shut down cleanly.
 
@@ -162,29 +166,47 @@ def spin_node(
     policy inference ahead of the queue (:class:`il_core.execution.PolicyExecutor`), and
     checkpoint loading on reload (an ``async`` service callback).
 
-    ``on_exit`` runs before the node is destroyed, also on Ctrl-C and external shutdown,
-    so a node can command a safe stop or finish an episode. Works on Humble and later
-    (``rclpy.init`` is not used as a context manager, which Humble lacks).
+    Signals: SIGINT and SIGTERM only set a stop flag (and wake the executor), from the first
+    signal until the process exits; they never raise. Under ``ros2 launch`` a Ctrl-C reaches
+    each node twice (the terminal signals the whole process group and launch forwards its
+    own SIGINT), and a second signal that raised ``KeyboardInterrupt`` inside ``on_exit`` or
+    ``destroy_node`` skipped the safe stop or crashed the teardown (seen in about 1 launch in
+    10). Teardown is bounded by its own timeouts (the writer's close, the inference worker);
+    a process that still hangs is what SIGKILL is for, and ``ros2 launch`` escalates to it.
+
+    Args:
+        make_node: Builds the node (declares parameters, loads the mapping...).
+        args: Command-line arguments for ``rclpy.init``.
+        on_exit: Runs before the node is destroyed, also on Ctrl-C and external shutdown,
+            so a node can command a safe stop or finish an episode.
+        startup_errors: Exceptions from ``make_node`` that are the user's to fix (a bad
+            mapping, a missing file): logged as one error line, exit code 2, no traceback.
+        name: Logger name for those errors (default: the module's node name is unknown
+            before the node exists, so ``il_ros``).
+
+    Returns:
+        The process exit code: 0 after a normal shutdown, 2 for a startup error.
     """
     # rclpy's own SIGINT handler would shut the context down before ``on_exit`` runs, and a
-    # safe-stop command could then no longer be published. Ours only asks the spin loop to
-    # stop (and wakes the executor): raising KeyboardInterrupt from the handler could land
-    # inside rclpy's C++ message conversion, which then fails with an unrelated
-    # RuntimeError and a non-zero exit (seen in the end-to-end test). A second Ctrl-C while
-    # shutting down does raise, as a way out of a hung hook.
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    # safe-stop command could then no longer be published; ours only asks the loop to stop.
+    # Raising KeyboardInterrupt from the handler could also land inside rclpy's C++ message
+    # conversion, which then fails with an unrelated RuntimeError. Works on Humble and later
+    # (``rclpy.init`` is not used as a context manager, which Humble lacks).
     stop = threading.Event()
     executor: SingleThreadedExecutor | None = None
 
     def request_stop(signum: int, frame: Any) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
         stop.set()
         if executor is not None:
             executor.wake()
 
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # Installed before rclpy.init and never restored: a signal may arrive at any moment of
+    # start-up or teardown, and the default handler would raise there.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, request_stop)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
+    code = 0
     try:
         node = make_node()
         executor = SingleThreadedExecutor()
@@ -193,20 +215,69 @@ def spin_node(
         # lifecycle node) would otherwise block in the wait and see the stop request late.
         while rclpy.ok() and not stop.is_set():
             executor.spin_once(timeout_sec=0.2)
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except startup_errors as e:
+        if node is not None:
+            raise  # not a start-up error: the node was running
+        get_logger(name or "il_ros").error(str(e))
+        code = 2
+    except ExternalShutdownException:
         pass
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         if node is not None:
             if on_exit is not None:
                 try:
                     on_exit(node)
                 except Exception as e:  # never let a failing hook mask the shutdown itself
-                    print(f"{node.get_name()}: error during shutdown: {e}", file=sys.stderr)
+                    node.get_logger().error(f"error during shutdown: {type(e).__name__}: {e}")
+        # What mattered is done (safe stop delivered, episode committed): the DDS teardown
+        # below once in about a hundred shutdowns never returned (in destroy_node, with five
+        # other nodes exiting at once). It may not turn a clean stop into a hung process.
+        watchdog = threading.Timer(TEARDOWN_TIMEOUT_S, _exit_after_hung_teardown, (code,))
+        watchdog.daemon = True
+        watchdog.start()
+        if node is not None:
+            if executor is not None:
+                executor.shutdown(timeout_sec=1.0)
             node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+        watchdog.cancel()
+        # From here on the process only exits. Interpreter finalisation resets Python-level
+        # handlers to the OS default, so a second Ctrl-C arriving then would kill the process
+        # by signal (exit -2) after a clean shutdown; ignored signals stay ignored.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+    return code
+
+
+#: Seconds the ROS teardown (node destruction, context shutdown) may take after the node's
+#: own shutdown work before the process exits without it.
+TEARDOWN_TIMEOUT_S = 3.0
+
+
+def _exit_after_hung_teardown(code: int) -> None:
+    print(
+        f"il_ros: the ROS teardown did not finish in {TEARDOWN_TIMEOUT_S:g} s after a complete "
+        "shutdown; exiting without it",
+        file=sys.stderr,
+        flush=True,
+    )
+    os._exit(code)
+
+
+def publish_and_flush(publisher: Any, msg: Any, timeout_s: float = 0.5) -> bool:
+    """Publish ``msg`` and wait until every reliable subscriber acknowledged it.
+
+    For the last message a node sends before it exits (the safe stop): without waiting, the
+    process can tear its DDS participant down before the sample left, and the robot would
+    keep the last real command. Best-effort subscribers are not waited for.
+
+    Returns:
+        Whether all reliable subscribers acknowledged within ``timeout_s``.
+    """
+    from rclpy.duration import Duration
+
+    publisher.publish(msg)
+    return bool(publisher.wait_for_all_acked(Duration(nanoseconds=int(timeout_s * 1e9))))
 
 
 def stream_callback(

@@ -7,13 +7,16 @@ node forwards one of them to the robot's command topic each control tick. The ch
 the expert takes over while the deadman is held, or when its command departs from the
 policy's by more than a threshold, and hands back on release, with hysteresis.
 
-Every tick with fresh observations can be recorded through the crash-safe writer: the
-dataset's action is the expert's label when the expert is publishing (every step, for a
-scripted expert or a leader arm that always says what it would do), else the executed
-command; extras flag ``is_intervention`` and ``has_expert_label`` and keep the
-``executed_action``. ``record`` chooses ``all`` steps or only ``interventions``. Several
-rounds' datasets aggregate into one training set (``il-core train --data A --data B``); the
-inference node's ``~/reload`` then loads the next round's checkpoint.
+Every tick with fresh observations can be recorded through the crash-safe writer. The
+dataset's action is an expert label only where the expert really commanded
+(:func:`il_core.recording.has_expert_label`): its command is fresh and its deadman, if it
+has one, is held (a scripted expert or a leader arm without a pedal always says what it
+would do; a joystick teleop whose deadman is released publishes its idle zeros, which are
+no label). Other steps keep the executed command as their action with ``has_expert_label``
+0, and training masks them. Extras flag ``is_intervention`` and ``has_expert_label`` and
+keep the ``executed_action``. ``record`` chooses ``all`` steps or only ``interventions``.
+Several rounds' datasets aggregate into one training set (``il-core train --data A --data
+B``); the inference node's ``~/reload`` then loads the next round's checkpoint.
 
 Missing commands are safe: with neither the policy's nor the expert's command fresh, the
 robot gets the mapping's safe command.
@@ -26,41 +29,36 @@ from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from std_msgs.msg import Bool
 
-from il_core.alignment import StreamCache, StreamConfig, TickAligner
+from il_core.alignment import StreamCache, StreamConfig
 from il_core.config import ConfigError
-from il_core.data import DatasetWriter
+from il_core.data import DatasetError, DatasetWriter
 from il_core.intervention import GateConfig, InterventionGate
+from il_core.recording import (
+    EXTRA_AGE,
+    EXTRA_DELAY,
+    EXTRA_EXECUTED,
+    EXTRA_HAS_LABEL,
+    EXTRA_INTERVENTION,
+    has_expert_label,
+)
 from il_ros.common import (
     COMMAND_QOS,
     LATCHED_QOS,
     declare,
     diagnostic_array,
     load_node_mapping,
+    publish_and_flush,
     safe_command,
-    sensor_qos,
     spin_node,
     stamp_now,
-    stream_callback,
 )
-from il_ros.conversions import (
-    decode_command,
-    encode_command,
-    make_observation_decoder,
-    message_class,
-)
-from il_ros.episodes import (
-    EXTRA_AGE,
-    EXTRA_DELAY,
-    EXTRA_EXECUTED,
-    EXTRA_HAS_LABEL,
-    EXTRA_INTERVENTION,
-    EpisodeSession,
-    recording_extras,
-)
+from il_ros.conversions import decode_command, encode_command, message_class
+from il_ros.episodes import EpisodeSession, mapping_extras
+from il_ros.inputs import ObservationInputs
+from il_ros.wiring import Endpoint, TopicWatch
 
 
 class DaggerNode(LifecycleNode):
@@ -161,9 +159,12 @@ class DaggerNode(LifecycleNode):
             valid_range=(0.05, 60.0),
         )
         declare(self, "auto_activate", False, "configure and activate at start-up", read_only=True)
-        self._timer = None
+        self._timer: Any = None
         self.session: EpisodeSession | None = None
-        self.malformed = 0
+        self.inputs: ObservationInputs | None = None
+        self.watch: TopicWatch | None = None
+        self.cmd_pub: Any = None
+        self._configured: list[Any] = []  # what configure made, destroyed by cleanup
         self._engaged = False
         if self.get_parameter("auto_activate").value:
             self._auto = self.create_timer(0.0, self._auto_activate)
@@ -195,77 +196,63 @@ class DaggerNode(LifecycleNode):
                     f"parameter 'record' must be all or interventions, got "
                     f"{self._param('record')!r}"
                 )
-        except (ConfigError, OSError, ValueError) as e:
+            spec = self.mapping.to_spec(extras=mapping_extras(self.mapping))
+            writer = DatasetWriter(
+                Path(self._param("output_dir")), spec, flush_every=int(self._param("flush_every"))
+            )
+        except (ConfigError, DatasetError, OSError, ValueError) as e:
             self.get_logger().error(f"configure failed: {e}")
             return TransitionCallbackReturn.FAILURE
         sink = self.mapping.action
-        spec = self.mapping.to_spec(extras=recording_extras(self.mapping))
         self.action_spec = spec.action
-        self.writer = DatasetWriter(
-            Path(self._param("output_dir")), spec, flush_every=int(self._param("flush_every"))
+        self.watch = TopicWatch(self)
+        self.inputs = ObservationInputs(
+            self, self.mapping, self.watch, reliable=bool(self._param("reliable_sensors"))
         )
-        obs_streams = [StreamConfig(o.key, o.max_age_s) for o in self.mapping.observations]
-        self.aligner = TickAligner(obs_streams, rate_hz=self.mapping.control_rate_hz)
         age = float(self._param("command_max_age_s"))
         self.policy_cmd = StreamCache(StreamConfig("policy", age))
         self.expert_cmd = StreamCache(StreamConfig("expert", age))
-        self._deadman = False
+        # None until a deadman message arrives: no deadman in use (scripted expert, leader).
+        self._deadman: bool | None = None
         self.session = EpisodeSession(
             self,
-            self.writer,
+            writer,
             self._summary,
             on_start=self._on_episode_start,
             start_metadata={"mapping": self.mapping.to_dict(), "dagger": True},
         )
-        group = ReentrantCallbackGroup()
-        qos = sensor_qos(bool(self._param("reliable_sensors")))
-        for src in self.mapping.observations:
-            self.create_subscription(
-                message_class(src.type),
-                src.topic,
-                stream_callback(
-                    self,
-                    self.aligner,
-                    src.key,
-                    make_observation_decoder(src),
-                    self._count_malformed,
-                ),
-                qos,
-                callback_group=group,
-            )
         cmd_cls = message_class(sink.type)
-        self.create_subscription(
-            cmd_cls,
-            self._param("policy_topic"),
-            self._command_callback(self.policy_cmd),
-            COMMAND_QOS,
-            callback_group=group,
-        )
-        self.create_subscription(
-            cmd_cls,
-            self._param("expert_topic"),
-            self._command_callback(self.expert_cmd),
-            COMMAND_QOS,
-            callback_group=group,
-        )
-        self.create_subscription(
-            Bool, self._param("deadman_topic"), self._on_deadman, LATCHED_QOS, callback_group=group
-        )
+        subs = [
+            (self._param("policy_topic"), cmd_cls, self._command_callback(self.policy_cmd)),
+            (self._param("expert_topic"), cmd_cls, self._command_callback(self.expert_cmd)),
+            (self._param("deadman_topic"), Bool, self._on_deadman),
+        ]
+        for (topic, cls, callback), what in zip(
+            subs, ("policy command", "expert command", "deadman"), strict=True
+        ):
+            qos = LATCHED_QOS if cls is Bool else COMMAND_QOS
+            sub = self.create_subscription(cls, topic, callback, qos)
+            self._configured.append(sub)
+            msg_type = "std_msgs/msg/Bool" if cls is Bool else sink.type
+            # Only a human teleop publishes a deadman: its absence is no fault.
+            self.watch.add(Endpoint(sub.topic_name, msg_type, "subscribe", what, cls is not Bool))
         self.cmd_pub = self.create_publisher(cmd_cls, sink.topic, COMMAND_QOS)
+        self.watch.add(Endpoint(self.cmd_pub.topic_name, sink.type, "publish", "command"))
         self.engaged_pub = self.create_publisher(Bool, self._param("engaged_topic"), LATCHED_QOS)
         self.engaged_pub.publish(Bool(data=False))
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(float(self._param("diagnostics_period_s")), self._diagnostics)
+        self._configured += [
+            self.cmd_pub,
+            self.engaged_pub,
+            self.diag_pub,
+            self.create_timer(float(self._param("diagnostics_period_s")), self._diagnostics),
+        ]
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Start muxing at the control rate."""
         self.gate.reset()
-        self._timer = self.create_timer(
-            1.0 / self.mapping.control_rate_hz,
-            self._tick,
-            callback_group=MutuallyExclusiveCallbackGroup(),
-        )
+        self._timer = self.create_timer(1.0 / self.mapping.control_rate_hz, self._tick)
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -273,31 +260,54 @@ class DaggerNode(LifecycleNode):
         self._stop()
         return super().on_deactivate(state)
 
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Commit an open episode and release everything configure made."""
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Safe stop and commit an open episode."""
         self.shutdown()
         return TransitionCallbackReturn.SUCCESS
 
     def shutdown(self) -> None:
-        """Safe stop, then commit an open episode (Ctrl-C too)."""
-        self._stop()
+        """Safe stop (delivered before returning), then commit an open episode (Ctrl-C too)."""
+        self._stop(flush=True)
         if self.session is not None:
             self.session.close()
             self.session = None
 
-    def _stop(self) -> None:
+    def _release(self) -> None:
+        self._stop()
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+        if self.inputs is not None:
+            self.inputs.destroy()
+        if self.watch is not None:
+            self.watch.destroy()
+        for entity in self._configured:
+            destroy = {
+                "Subscription": self.destroy_subscription,
+                "Publisher": self.destroy_publisher,
+                "Timer": self.destroy_timer,
+            }[type(entity).__name__]
+            destroy(entity)
+        self._configured.clear()
+        self.inputs = self.watch = self.cmd_pub = None
+
+    def _stop(self, flush: bool = False) -> None:
         if self._timer is not None:
             self.destroy_timer(self._timer)
             self._timer = None
-        if getattr(self, "cmd_pub", None) is not None:
-            self.cmd_pub.publish(
-                encode_command(self.mapping.action, self._safe(), stamp_now(self))
-            )
+        if self.cmd_pub is not None:
+            msg = encode_command(self.mapping.action, self._safe(), stamp_now(self))
+            if flush:
+                publish_and_flush(self.cmd_pub, msg)
+            else:
+                self.cmd_pub.publish(msg)
 
     # -- inputs --------------------------------------------------------------------------
-
-    def _count_malformed(self) -> None:
-        self.malformed += 1
 
     def _command_callback(self, cache: StreamCache) -> Any:
         sink = self.mapping.action
@@ -308,7 +318,7 @@ class DaggerNode(LifecycleNode):
                 value, _ = decode_command(sink, msg)
             except (ValueError, TypeError, IndexError, AttributeError) as e:
                 cache.count_malformed()
-                self.malformed += 1
+                self.inputs.malformed += 1
                 self.get_logger().warning(
                     f"malformed {cache.config.name} command: {e}", throttle_duration_sec=2.0
                 )
@@ -322,7 +332,7 @@ class DaggerNode(LifecycleNode):
         self._deadman = bool(msg.data)
 
     def _on_episode_start(self) -> None:
-        self.aligner.reset_counters()
+        self.inputs.aligner.reset_counters()
         self.gate.reset()
 
     # -- control loop --------------------------------------------------------------------
@@ -334,14 +344,20 @@ class DaggerNode(LifecycleNode):
         return sample.value
 
     def _safe(self) -> np.ndarray:
-        return safe_command(self.mapping.action, self.aligner)
+        return safe_command(self.mapping.action, self.inputs.aligner if self.inputs else None)
 
     def _tick(self) -> None:
         now = stamp_now(self)
         policy = self._fresh(self.policy_cmd, now)
         expert = self._fresh(self.expert_cmd, now)
-        decision = self.gate.update(policy, expert, self._deadman)
-        executed = decision.action if decision.action is not None else self._safe()
+        decision = self.gate.update(policy, expert, bool(self._deadman))
+        if decision.action is not None:
+            executed = decision.action
+            source = self.expert_cmd if decision.is_intervention else self.policy_cmd
+            sample = source.latest_at(now)
+            cmd_age = now - sample.stamp if sample is not None else 0.0
+        else:  # nothing to execute: this node's own safe stop, made now
+            executed, cmd_age = self._safe(), 0.0
         executed = self.action_spec.clip(np.asarray(executed, np.float32))
         self.cmd_pub.publish(
             encode_command(self.mapping.action, executed, now, 1.0 / self.mapping.control_rate_hz)
@@ -352,25 +368,23 @@ class DaggerNode(LifecycleNode):
             self.get_logger().info(
                 f"expert {'takes over' if self._engaged else 'hands back'}: {decision.reason}"
             )
-        tick = self.aligner.sample(now)
+        tick = self.inputs.sample(now)
         session = self.session
         if session is None or not tick.complete:
             return
         if self._param("record") == "interventions" and not decision.is_intervention:
             return
-        label = expert if expert is not None else executed
+        labelled = has_expert_label(expert is not None, self._deadman)
+        label = expert if labelled else executed
         # Ages and receive delays: observation streams, then the command that was executed.
-        source = self.expert_cmd if decision.is_intervention else self.policy_cmd
-        sample = source.latest_at(now)
-        cmd_age = now - sample.stamp if sample is not None else np.inf
-        keys = self.aligner.names
+        keys = self.inputs.names
         ages = np.array([tick.ages[k] for k in keys] + [cmd_age], np.float32)
         delays = np.array([tick.receive_delays[k] for k in keys] + [0.0], np.float32)
         extras = {
             EXTRA_AGE: ages,
             EXTRA_DELAY: delays,
             EXTRA_INTERVENTION: np.array([float(decision.is_intervention)], np.float32),
-            EXTRA_HAS_LABEL: np.array([float(expert is not None)], np.float32),
+            EXTRA_HAS_LABEL: np.array([float(labelled)], np.float32),
             EXTRA_EXECUTED: executed,
         }
         with session.lock:
@@ -378,20 +392,24 @@ class DaggerNode(LifecycleNode):
                 session.add_step_locked(tick.values, label, now, extras)
 
     def _summary(self) -> dict[str, Any]:
-        return {**self.aligner.summary(), "gate": self.gate.summary()}
+        return {**self.inputs.aligner.summary(), "gate": self.gate.summary()}
 
     def _diagnostics(self) -> None:
         s = self.gate.summary()
-        level = DiagnosticStatus.OK
+        level, message = self.watch.escalate(
+            DiagnosticStatus.OK, "expert driving" if self._engaged else "policy driving"
+        )
         self.diag_pub.publish(
             diagnostic_array(
                 self,
                 "il_ros dagger",
                 level,
-                "expert driving" if self._engaged else "policy driving",
+                message,
                 {
                     "gate": s,
-                    "malformed_messages": self.malformed,
+                    "deadman": "none" if self._deadman is None else str(self._deadman),
+                    "wiring": self.watch.problems,
+                    "malformed_messages": self.inputs.malformed,
                     "episodes_saved": self.session.episodes_saved if self.session else 0,
                 },
             )
@@ -400,7 +418,7 @@ class DaggerNode(LifecycleNode):
 
 def main(args: list[str] | None = None) -> int:
     """``ros2 run il_ros dagger --ros-args --params-file config/dagger.yaml``."""
-    return spin_node(DaggerNode, args, on_exit=lambda n: n.shutdown())
+    return spin_node(DaggerNode, args, on_exit=lambda n: n.shutdown(), name="dagger")
 
 
 if __name__ == "__main__":

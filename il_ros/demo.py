@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+#: The simulated PointReach robot's mapping (sim_robot and the scripted teleop default to it).
+MAPPING = "config/point_reach_mapping.yaml"
 
 
 def _start(module: str, params_file: str, log_dir: Path, **params: Any) -> subprocess.Popen:
@@ -76,7 +78,13 @@ def record(out: Path, episodes: int, timeout: float) -> Path:
     log_dir = out / "logs_record"
     log_dir.mkdir(parents=True, exist_ok=True)
     procs = [
-        _start("recorder_node", "config/recorder.yaml", log_dir, output_dir=str(data)),
+        _start(
+            "recorder_node",
+            "config/recorder.yaml",
+            log_dir,
+            mapping_file=MAPPING,
+            output_dir=str(data),
+        ),
         _start("sim_robot_node", "config/sim_robot.yaml", log_dir, seed=0, reset_delay_s=0.3),
         _start("scripted_teleop_node", "config/scripted_teleop.yaml", log_dir),
     ]
@@ -129,6 +137,7 @@ def drive(out: Path, checkpoint: Path, episodes: int, timeout: float) -> list[di
             "inference_node",
             "config/inference.yaml",
             log_dir,
+            mapping_file=MAPPING,
             checkpoint=str(checkpoint),
             auto_activate=True,
         ),

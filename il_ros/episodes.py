@@ -25,35 +25,14 @@ from std_srvs.srv import Trigger
 from il_core.data import DatasetError, DatasetWriter, EpisodeInfo
 from il_core.data.background import BackgroundWriter, WriterCallbacks
 from il_core.mapping import RobotMapping
+from il_core.recording import recording_extras
 from il_core.spec import SpecError
 from il_ros.common import CONTROL_QOS, EPISODE_CONTROL_TOPIC, STATUS_QOS, stamp_now
 
-# Per-step extras of every dataset recorded on ROS, by the recorder and the DAgger node
-# alike, so that rounds aggregate into one training set (same spec) and DAgger statistics
-# can be computed over all of it.
-#: Age of each stream's sample at the tick (observation keys in mapping order, then the
-#: command), seconds.
-EXTRA_AGE = "obs_age"
-#: Receive time minus header stamp of each of those samples, seconds.
-EXTRA_DELAY = "receive_delay"
-#: 1 where the expert drove the robot in a DAgger session (always 0 for teleop demos).
-EXTRA_INTERVENTION = "is_intervention"
-#: 1 where the step's action is an expert label (teleop demos: always).
-EXTRA_HAS_LABEL = "has_expert_label"
-#: The command actually executed (policy or expert).
-EXTRA_EXECUTED = "executed_action"
 
-
-def recording_extras(mapping: RobotMapping) -> dict[str, int]:
-    """``{extra name: dim}`` declared by every recording node for ``mapping``."""
-    n = len(mapping.observations) + 1
-    return {
-        EXTRA_AGE: n,
-        EXTRA_DELAY: n,
-        EXTRA_INTERVENTION: 1,
-        EXTRA_HAS_LABEL: 1,
-        EXTRA_EXECUTED: mapping.action.dim,
-    }
+def mapping_extras(mapping: RobotMapping) -> dict[str, int]:
+    """The per-step extras (:mod:`il_core.recording`) of a recording with ``mapping``."""
+    return recording_extras(len(mapping.observations), mapping.action.dim)
 
 
 class EpisodeSession:
@@ -236,13 +215,17 @@ class EpisodeSession:
             )
             return
         ok, text = commands[cmd]()
-        # A refused command is logged too (a "success" with no open episode): it is what an
-        # operator needs to see when an episode seems to vanish. One call per severity,
-        # since rclpy refuses a call site whose severity changes.
+        # A refused label is a warning: "success" with no open episode loses what the
+        # operator meant, and is what they need to see when an episode seems to vanish. A
+        # refused stop or discard loses nothing (a second press, a script that also stops).
+        # One call per severity, since rclpy refuses a call site whose severity changes.
+        log = self.node.get_logger()
         if ok:
-            self.node.get_logger().info(f"episode control {cmd!r}: {text}")
+            log.info(f"episode control {cmd!r}: {text}")
+        elif cmd in ("success", "failure"):
+            log.warning(f"episode control {cmd!r} refused: {text}")
         else:
-            self.node.get_logger().warning(f"episode control {cmd!r} refused: {text}")
+            log.info(f"episode control {cmd!r} ignored: {text}")
 
     @staticmethod
     def _trigger(fn: Callable[[], tuple[bool, str]]) -> Any:

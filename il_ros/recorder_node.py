@@ -25,30 +25,32 @@ from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
+from std_msgs.msg import Bool
 
-from il_core.alignment import StreamConfig, TickAligner
-from il_core.data import DatasetWriter
+from il_core.config import ConfigError
+from il_core.data import DatasetError, DatasetWriter
+from il_core.recording import (
+    EXTRA_AGE,
+    EXTRA_DELAY,
+    EXTRA_EXECUTED,
+    EXTRA_HAS_LABEL,
+    EXTRA_INTERVENTION,
+    has_expert_label,
+)
 from il_ros.common import (
+    LATCHED_QOS,
     declare,
     diagnostic_array,
     load_node_mapping,
     sensor_qos,
     spin_node,
     stamp_now,
-    stream_callback,
 )
-from il_ros.conversions import decode_command, make_observation_decoder, message_class
-from il_ros.episodes import (
-    EXTRA_AGE,
-    EXTRA_DELAY,
-    EXTRA_EXECUTED,
-    EXTRA_HAS_LABEL,
-    EXTRA_INTERVENTION,
-    EpisodeSession,
-    recording_extras,
-)
+from il_ros.conversions import decode_command
+from il_ros.episodes import EpisodeSession, mapping_extras
+from il_ros.inputs import ExtraStream, ObservationInputs
+from il_ros.wiring import Endpoint, TopicWatch
 
 ACTION_STREAM = "action"
 
@@ -121,24 +123,61 @@ class RecorderNode(Node):
             valid_range=(0.05, 60.0),
         )
         auto_start = declare(self, "auto_start", False, "start an episode immediately")
+        deadman_topic = declare(
+            self,
+            "deadman_topic",
+            "/il_ros/deadman",
+            "std_msgs/Bool deadman of a human teleop (latched): steps recorded while it is "
+            "released get has_expert_label 0 (their action is the teleop's idle output, not a "
+            "demonstration); empty or never published: every step is a label",
+            read_only=True,
+        )
         if not mapping_file:
-            raise ValueError("parameter 'mapping_file' is required (a robot mapping YAML)")
+            raise ConfigError(
+                "parameter 'mapping_file' is required: the robot mapping YAML (topics <-> "
+                "observation keys, command topic), e.g. mapping_file:=/path/to/my_robot.yaml"
+            )
         if on_incomplete not in ("keep", "discard"):
-            raise ValueError(
+            raise ConfigError(
                 f"parameter 'on_incomplete' must be keep or discard, got {on_incomplete!r}"
             )
         self.mapping = load_node_mapping(mapping_file)[1]
         self.rate_hz = rate or self.mapping.control_rate_hz
-        spec = self.mapping.to_spec(extras=recording_extras(self.mapping))
+        spec = self.mapping.to_spec(extras=mapping_extras(self.mapping))
         self.writer = DatasetWriter(
             Path(out), spec, flush_every=flush_every, on_incomplete=on_incomplete
         )
         if self.writer.recovered:
             self.get_logger().warning(f"recovered after a crash: {self.writer.recovered}")
-        streams = [StreamConfig(o.key, o.max_age_s, None) for o in self.mapping.observations]
-        streams.append(StreamConfig(ACTION_STREAM, self.action_max_age, None))
-        self.aligner = TickAligner(streams, rate_hz=self.rate_hz)
-        self.stream_names = [s.name for s in streams]
+        sink = self.mapping.action
+        self.watch = TopicWatch(self)
+        self.inputs = ObservationInputs(
+            self,
+            self.mapping,
+            self.watch,
+            rate_hz=self.rate_hz,
+            reliable=reliable,
+            extra=[
+                ExtraStream(
+                    ACTION_STREAM,
+                    sink.topic,
+                    sink.type,
+                    lambda m: decode_command(sink, m),
+                    self.action_max_age,
+                    sensor_qos(True, depth=10),
+                    "command",
+                )
+            ],
+        )
+        self.aligner = self.inputs.aligner
+        self.stream_names = list(self.inputs.names)
+        # None until a deadman message arrives: no deadman in use (a scripted expert).
+        self.deadman: bool | None = None
+        if deadman_topic:
+            sub = self.create_subscription(Bool, deadman_topic, self._on_deadman, LATCHED_QOS)
+            self.watch.add(
+                Endpoint(sub.topic_name, "std_msgs/msg/Bool", "subscribe", "deadman", False)
+            )
         self.session = EpisodeSession(
             self,
             self.writer,
@@ -146,35 +185,8 @@ class RecorderNode(Node):
             on_start=self.aligner.reset_counters,
             start_metadata={"mapping": self.mapping.to_dict()},
         )
-        self.malformed = 0
-
-        def count() -> None:
-            self.malformed += 1
-
-        sensors = ReentrantCallbackGroup()
-        qos = sensor_qos(reliable)
-        for src in self.mapping.observations:
-            self.create_subscription(
-                message_class(src.type),
-                src.topic,
-                stream_callback(self, self.aligner, src.key, make_observation_decoder(src), count),
-                qos,
-                callback_group=sensors,
-            )
-        sink = self.mapping.action
-        self.create_subscription(
-            message_class(sink.type),
-            sink.topic,
-            stream_callback(
-                self, self.aligner, ACTION_STREAM, lambda m: decode_command(sink, m), count
-            ),
-            sensor_qos(True, depth=10),
-            callback_group=sensors,
-        )
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(
-            1.0 / self.rate_hz, self._tick, callback_group=MutuallyExclusiveCallbackGroup()
-        )
+        self.create_timer(1.0 / self.rate_hz, self._tick)
         self.create_timer(diag_period, self._publish_diagnostics)
         self.get_logger().info(
             f"recording {self.stream_names} at {self.rate_hz:g} Hz into {self.writer.root}"
@@ -197,6 +209,9 @@ class RecorderNode(Node):
             ages = np.array([tick.ages[k] for k in self.stream_names], np.float32)
             delays = np.array([tick.receive_delays[k] for k in self.stream_names], np.float32)
             action = tick.values[ACTION_STREAM]
+            # The command is fresh (the tick is complete); with the deadman released it is the
+            # teleop's idle output, recorded but not a demonstration.
+            labelled = has_expert_label(True, self.deadman)
             session.add_step_locked(
                 obs,
                 action,
@@ -205,12 +220,15 @@ class RecorderNode(Node):
                     EXTRA_AGE: ages,
                     EXTRA_DELAY: delays,
                     EXTRA_INTERVENTION: _ZERO,
-                    EXTRA_HAS_LABEL: _ONE,
+                    EXTRA_HAS_LABEL: _ONE if labelled else _ZERO,
                     EXTRA_EXECUTED: action,
                 },
             )
             if self.max_episode_s and now - session.started_at >= self.max_episode_s:
                 session.end_locked(None, "max_episode_s reached")
+
+    def _on_deadman(self, msg: Bool) -> None:
+        self.deadman = bool(msg.data)
 
     def _publish_diagnostics(self) -> None:
         summary = self.aligner.summary()
@@ -226,6 +244,7 @@ class RecorderNode(Node):
             level, message = DiagnosticStatus.WARN, "disk too slow: steps dropped"
         if writer["write_errors"]:
             level, message = DiagnosticStatus.ERROR, "dataset writes failed"
+        level, message = self.watch.escalate(level, message)
         self.diag_pub.publish(
             diagnostic_array(
                 self,
@@ -236,7 +255,9 @@ class RecorderNode(Node):
                     "recording": str(recording),
                     "episodes_saved": self.session.episodes_saved,
                     "steps_in_episode": self.session.steps_in_episode,
-                    "malformed_messages": self.malformed,
+                    "malformed_messages": self.inputs.malformed,
+                    "deadman": "none" if self.deadman is None else str(self.deadman),
+                    "wiring": self.watch.problems,
                     **writer,
                     "alignment": summary,
                 },
@@ -246,7 +267,13 @@ class RecorderNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """``ros2 run il_ros recorder --ros-args --params-file config/recorder.yaml``."""
-    return spin_node(RecorderNode, args, on_exit=lambda n: n.session.close())
+    return spin_node(
+        RecorderNode,
+        args,
+        on_exit=lambda n: n.session.close(),
+        startup_errors=(ConfigError, DatasetError, OSError),
+        name="recorder",
+    )
 
 
 if __name__ == "__main__":

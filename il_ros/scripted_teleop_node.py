@@ -9,7 +9,8 @@ gap honestly.
 With ``episode_control`` it also drives recorders through
 :data:`~il_ros.common.EPISODE_CONTROL_TOPIC`, following the sim's ``status`` events: a
 ``reset`` event publishes ``start``; the matching ``done`` event publishes ``success`` or
-``failure`` and then ``stop``, so a recorder records exactly the sim's episodes. Status
+``failure``, which label and end the episode, so a recorder records exactly the sim's
+episodes. Status
 events older than this node (the latched history of ``STATUS_QOS``) only reset the expert;
 an episode already running when the node starts is driven but not announced.
 
@@ -48,6 +49,7 @@ from il_ros.common import (
     STATUS_QOS,
     declare,
     load_node_mapping,
+    publish_and_flush,
     sensor_qos,
     spin_node,
     stamp_now,
@@ -73,14 +75,14 @@ def clamp_to_sink(action: np.ndarray, sink: CommandSink) -> np.ndarray:
 class ScriptedTeleopNode(Node):
     """Publishes the privileged expert's command for the observed robot state."""
 
-    def __init__(self, node_name: str = "scripted_teleop") -> None:
+    def __init__(self, node_name: str = "scripted_teleop", **kwargs: Any) -> None:
         """Declare parameters, load the mapping and expert, subscribe, start the timer.
 
         Raises:
             ConfigError: invalid mapping, or an env whose action is not continuous.
             ExpertError: the expert cannot be resolved for the env.
         """
-        super().__init__(node_name)
+        super().__init__(node_name, **kwargs)
         p = self._declare_parameters()
         self.params = p
         self.mapping_path, self.mapping = load_node_mapping(p["mapping_file"])
@@ -230,7 +232,14 @@ class ScriptedTeleopNode(Node):
             self.rng = np.random.default_rng([int(self.params["seed"]), int(seed or 0)])
             self.paused = False
             self.latest.clear()  # observations of the previous episode are not this one's
-            if current and self.params["episode_control"]:
+            if current and self.params["episode_control"] and not self._ready():
+                # The sim's commander may be another node (the DAgger mux): an episode can
+                # start before the recorders listen. Announcing it would lose its "start" at a
+                # recorder that then refuses the label; it is simply not recorded.
+                self.get_logger().info(
+                    f"episode {episode} started before the recorders listened: not recorded"
+                )
+            elif current and self.params["episode_control"]:
                 if self.open_episode is not None:
                     self._control("stop")  # the sim skipped a done event; close the old one
                 if self.control_pub.get_subscription_count() == 0:
@@ -244,8 +253,8 @@ class ScriptedTeleopNode(Node):
         elif kind == "done":
             self.paused = True
             if self.open_episode == episode and self.params["episode_control"]:
+                # success/failure label the episode and end it: no "stop" after them.
                 self._control("success" if event.get("success") else "failure")
-                self._control("stop")
                 self.open_episode = None
 
     def _control(self, command: str) -> None:
@@ -319,18 +328,20 @@ class ScriptedTeleopNode(Node):
         """Publish a zero command (velocity-like commands only; ``hold`` sinks get none)."""
         if self.sink.safe_stop == "zero" and self.cmd_pub is not None:
             zero = np.zeros(self.sink.dim, np.float32)
-            self.cmd_pub.publish(encode_command(self.sink, zero, stamp_now(self)))
+            publish_and_flush(self.cmd_pub, encode_command(self.sink, zero, stamp_now(self)))
         if self.open_episode is not None and self.params["episode_control"]:
             self._control("stop")
 
 
 def main(args: Sequence[str] | None = None) -> int:
     """Run the scripted teleop (``ros2 run il_ros scripted_teleop``)."""
-    try:
-        return spin_node(ScriptedTeleopNode, args, on_exit=lambda node: node.safe_stop())
-    except (ConfigError, UnknownEnvError, ExpertError) as e:
-        print(f"scripted_teleop: {e}", file=sys.stderr)
-        return 2
+    return spin_node(
+        ScriptedTeleopNode,
+        args,
+        on_exit=lambda node: node.safe_stop(),
+        startup_errors=(ConfigError, UnknownEnvError, ExpertError, OSError),
+        name="scripted_teleop",
+    )
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ Topics and services (names relative to the node, default node name ``sim_robot``
 
 - subscribes the mapping's command topic (``COMMAND_QOS``): the newest command is applied
   while it is fresher than ``command_timeout_s``; a stale or missing command, or a malformed
-  one (NaN, wrong size; counted and logged, never fatal), applies a zero action, the
-  robot's own safety stop.
+  one (NaN, wrong size; counted and logged, never fatal), applies the robot's own safety
+  stop: a zero action, or for ``safe_stop: hold`` commands the current joint positions.
 - publishes each mapped observation on its topic (``publisher_sensor_qos``); cameras every
   ``publish_camera_every`` ticks. Between episodes the last observation keeps being
   published (a robot does not vanish between episodes) and commands are ignored.
@@ -75,14 +75,14 @@ class SimRobotNode(Node):
 
     IDLE, RUNNING, BETWEEN = "idle", "running", "between"
 
-    def __init__(self, node_name: str = "sim_robot") -> None:
+    def __init__(self, node_name: str = "sim_robot", **kwargs: Any) -> None:
         """Declare parameters, make the env, check it against the mapping, start the timer.
 
         Raises:
             ConfigError: the mapping or env kwargs are invalid, or the env's observation and
                 action do not fit the mapping.
         """
-        super().__init__(node_name)
+        super().__init__(node_name, **kwargs)
         p = self._declare_parameters()
         self.mapping_path, self.mapping = load_node_mapping(p["mapping_file"])
         self.env = make_env(p["env_id"], **parse_env_kwargs(p["env_kwargs"]))
@@ -247,7 +247,7 @@ class SimRobotNode(Node):
             # A malformed command must never move (or crash) the robot: it counts as zero.
             self.bad_commands += 1
             self.last_bad_reason = str(e)
-            self.command = (self.zero_action, now)
+            self.command = (self._idle_action(), now)
             self.get_logger().warning(
                 f"bad command on {self.sink.topic} ({self.bad_commands} so far): {e}",
                 throttle_duration_sec=2.0,
@@ -266,9 +266,20 @@ class SimRobotNode(Node):
                     f"no fresh command for {self.params['command_timeout_s']:g} s: stopping"
                 )
             self._stale = True
-            return self.zero_action
+            return self._idle_action()
         self._stale = False
         return self.command[0]
+
+    def _idle_action(self) -> np.ndarray:
+        """What the robot does without a valid command: its own safety stop.
+
+        Zero for velocity-like commands; for ``safe_stop: hold`` (position-controlled joints)
+        the current positions of ``hold_from``, since a zero position target would swing
+        the arm to its zero configuration.
+        """
+        if self.sink.safe_stop == "hold" and self.obs is not None:
+            return np.asarray(self.obs[self.sink.hold_from], np.float32)[: self.sink.dim]
+        return self.zero_action
 
     # Episodes ------------------------------------------------------------------------------
 
@@ -391,11 +402,12 @@ class SimRobotNode(Node):
 
 def main(args: Sequence[str] | None = None) -> int:
     """Run the simulated robot (``ros2 run il_ros sim_robot``)."""
-    try:
-        return spin_node(SimRobotNode, args)
-    except (ConfigError, UnknownEnvError) as e:
-        print(f"sim_robot: {e}", file=sys.stderr)
-        return 2
+    return spin_node(
+        SimRobotNode,
+        args,
+        startup_errors=(ConfigError, UnknownEnvError, OSError),
+        name="sim_robot",
+    )
 
 
 if __name__ == "__main__":

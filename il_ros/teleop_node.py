@@ -46,13 +46,13 @@ from il_ros.common import (
     LATCHED_QOS,
     declare,
     load_node_mapping,
+    publish_and_flush,
     sensor_qos,
     spin_node,
     stamp_now,
 )
 from il_ros.conversions import encode_command, message_class
-from il_ros.scripted_teleop_node import clamp_to_sink
-from il_ros.sim_robot_node import DEFAULT_MAPPING
+from il_ros.wiring import Endpoint, TopicWatch
 
 SOURCES = ("joy", "twist", "leader")
 
@@ -270,49 +270,30 @@ class JoyButtons:
 class TeleopNode(Node):
     """Publishes the operator's command at the control rate, gated by the deadman."""
 
-    def __init__(self, node_name: str = "teleop") -> None:
+    def __init__(self, node_name: str = "teleop", **kwargs: Any) -> None:
         """Declare parameters, load the mapping, build the input mappers, subscribe.
 
         Raises:
             ConfigError: an unknown source, or axes/fields/joints/scales/buttons that do not
                 fit the mapping's command.
         """
-        super().__init__(node_name)
+        super().__init__(node_name, **kwargs)
         p = self.params = self._declare_parameters()
+        if not p["mapping_file"]:
+            raise ConfigError(
+                "parameter 'mapping_file' is required: the robot mapping YAML whose command "
+                "this teleop drives (mapping_file:=/path/to/my_robot.yaml)"
+            )
         self.mapping_path, self.mapping = load_node_mapping(p["mapping_file"])
         self.sink = self.mapping.action
-        dim = self.sink.dim
-        source = p["source"]
-        if source not in SOURCES:
-            raise ConfigError(f"source: {source!r} is not one of {list(SOURCES)}")
-        self.source = source
-        if source == "joy":
-            self.axes_mapper = AxesMapper(p["axes"], p["scales"], p["offsets"], p["deadzone"])
-            n = len(self.axes_mapper.axes)
-        elif source == "twist":
-            fields = [f for f in p["twist_fields"] if f] or list(self.sink.fields)
-            self.twist_mapper = TwistMapper(fields, p["scales"], p["offsets"])
-            n = len(fields)
-        else:
-            joints = [j for j in p["leader_joints"] if j] or list(self.sink.joints)
-            if not joints:
-                raise ConfigError(
-                    f"leader_joints: not set, and the mapping's command ({self.sink.type}) "
-                    "names no joints to copy"
-                )
-            self.leader_mapper = LeaderMapper(joints, p["scales"], p["offsets"])
-            n = len(joints)
-        if n != dim:
-            raise ConfigError(
-                f"source {source!r} gives {n} values but the command {self.sink.topic} "
-                f"({self.sink.type}) has {dim}"
-            )
+        self.action_spec = self.sink.to_action_spec()
+        # Everything is checked before any publisher exists: a teleop that cannot drive the
+        # mapping's command refuses to start, saying which parameter to set.
+        self._build_source(p)
         self.buttons = JoyButtons(
             p["deadman_button"] if p["joy_topic"] else -1,
             {c: p[f"{c}_button"] for c in EPISODE_COMMANDS} if p["joy_topic"] else {},
         )
-        if source == "joy" and not p["joy_topic"]:
-            raise ConfigError("source 'joy' needs a joy_topic")
 
         self.command_topic = p["command_topic"] or self.sink.topic
         self.cmd_pub = self.create_publisher(
@@ -320,42 +301,96 @@ class TeleopNode(Node):
         )
         self.deadman_pub = self.create_publisher(Bool, p["deadman_topic"], LATCHED_QOS)
         self.control_pub = self.create_publisher(String, EPISODE_CONTROL_TOPIC, CONTROL_QOS)
+        self.watch = TopicWatch(self)
+        self.watch.add(Endpoint(self.cmd_pub.topic_name, self.sink.type, "publish", "command"))
+        inputs = []
         if p["joy_topic"]:
             from sensor_msgs.msg import Joy
 
-            self.create_subscription(Joy, p["joy_topic"], self._on_joy, sensor_qos())
-        if source == "twist":
+            inputs.append((Joy, p["joy_topic"], self._on_joy, "gamepad (start joy_node)"))
+        if self.source == "twist":
             from geometry_msgs.msg import Twist, TwistStamped
 
             twist_type = TwistStamped if p["twist_stamped"] else Twist
-            self.create_subscription(twist_type, p["twist_topic"], self._on_twist, sensor_qos())
-        elif source == "leader":
+            inputs.append((twist_type, p["twist_topic"], self._on_twist, "twist input"))
+        elif self.source == "leader":
             from sensor_msgs.msg import JointState
 
-            self.create_subscription(JointState, p["leader_topic"], self._on_leader, sensor_qos())
+            inputs.append((JointState, p["leader_topic"], self._on_leader, "leader arm"))
+        for cls, topic, callback, what in inputs:
+            sub = self.create_subscription(cls, topic, callback, sensor_qos())
+            msg_type = "{}/msg/{}".format(cls.__module__.split(".")[0], cls.__name__)
+            self.watch.add(Endpoint(sub.topic_name, msg_type, "subscribe", what))
 
         self.action: tuple[np.ndarray, float] | None = None  # (action, monotonic receipt)
         self.joy_held: tuple[bool, float] | None = None  # (deadman held, monotonic receipt)
         self.deadman_state: bool | None = None
         self.bad_messages = 0
         self.commands_sent = 0
-        self.zero = np.zeros(dim, np.float32)
+        self.zero = np.zeros(self.sink.dim, np.float32)
         rate = p["rate_hz"] or self.mapping.control_rate_hz
         self.period = 1.0 / rate
         self._publish_deadman(False)
         self.create_timer(self.period, self._tick)
         self.get_logger().info(
-            f"source {source} -> {self.command_topic} ({self.sink.type}) at {rate:g} Hz; "
+            f"source {self.source} -> {self.command_topic} ({self.sink.type}) at {rate:g} Hz; "
             f"joy {p['joy_topic'] or '(none)'}, deadman button "
             f"{self.buttons.deadman_button if self.buttons.has_deadman else '(none)'}"
         )
+
+    def _build_source(self, p: dict[str, Any]) -> None:
+        """The input mapper for ``source``; ConfigError naming what to set if it cannot fit.
+
+        Raises:
+            ConfigError: an unknown source, or axes/fields/joints/scales that do not give one
+                value per dimension of the mapping's command.
+        """
+        sink, dim = self.sink, self.sink.dim
+        command = f"the command {sink.topic} ({sink.type}) of {self.mapping_path} has {dim} values"
+        source = p["source"]
+        if source not in SOURCES:
+            raise ConfigError(f"parameter 'source': {source!r} is not one of {list(SOURCES)}")
+        self.source = source
+        try:
+            if source == "joy":
+                if not p["joy_topic"]:
+                    raise ConfigError("source 'joy' needs a joy_topic (sensor_msgs/Joy)")
+                if len(p["axes"]) != dim:
+                    raise ConfigError(
+                        f"source 'joy' maps {len(p['axes'])} axes {list(p['axes'])} but {command}"
+                        f": set parameter 'axes' to {dim} Joy axis indices (-1 leaves a "
+                        f"dimension at its offset), and 'scales'/'offsets' to 1 or {dim} values"
+                    )
+                self.axes_mapper = AxesMapper(p["axes"], p["scales"], p["offsets"], p["deadzone"])
+            elif source == "twist":
+                fields = [f for f in p["twist_fields"] if f] or list(sink.fields)
+                if len(fields) != dim:
+                    raise ConfigError(
+                        f"source 'twist' gives {len(fields)} values {fields} but {command}: set "
+                        f"parameter 'twist_fields' to {dim} entries of {list(TWIST_FIELDS)}"
+                    )
+                self.twist_mapper = TwistMapper(fields, p["scales"], p["offsets"])
+            else:
+                joints = [j for j in p["leader_joints"] if j] or list(sink.joints)
+                if len(joints) != dim:
+                    raise ConfigError(
+                        f"source 'leader' copies {len(joints)} joints {joints} but {command}: "
+                        f"set parameter 'leader_joints' to the leader arm's {dim} joint names, "
+                        "in the order of the command"
+                    )
+                self.leader_mapper = LeaderMapper(joints, p["scales"], p["offsets"])
+        except ConfigError as e:
+            raise ConfigError(f"teleop parameters: {e}") from None
 
     def _declare_parameters(self) -> dict[str, Any]:
         d = declare
         p = {
             "source": d(self, "source", "joy", f"What drives the command: one of {SOURCES}"),
             "mapping_file": d(
-                self, "mapping_file", DEFAULT_MAPPING, "Robot mapping YAML (the command sink)"
+                self,
+                "mapping_file",
+                "",
+                "Robot mapping YAML (the command this teleop drives); required",
             ),
             "command_topic": d(
                 self, "command_topic", "", "Command topic; empty = the mapping's command topic"
@@ -515,7 +550,7 @@ class TeleopNode(Node):
         self._publish_deadman(enabled)
         fresh = self.action is not None and now - self.action[1] <= self.params["input_timeout_s"]
         if enabled and fresh:
-            action = clamp_to_sink(self.action[0], self.sink)
+            action = self.action_spec.clip(self.action[0])
         elif self.sink.safe_stop == "zero":
             action = self.zero
         else:
@@ -527,16 +562,12 @@ class TeleopNode(Node):
         """Release: deadman false, and a zero command for ``safe_stop: zero`` commands."""
         self._publish_deadman(False)
         if self.sink.safe_stop == "zero":
-            self.cmd_pub.publish(encode_command(self.sink, self.zero, stamp_now(self)))
+            publish_and_flush(self.cmd_pub, encode_command(self.sink, self.zero, stamp_now(self)))
 
 
 def main(args: Sequence[str] | None = None) -> int:
     """Run the teleop (``ros2 run il_ros teleop``)."""
-    try:
-        return spin_node(TeleopNode, args, on_exit=lambda node: node.safe_stop())
-    except ConfigError as e:
-        print(f"teleop: {e}", file=sys.stderr)
-        return 2
+    return spin_node(TeleopNode, args, on_exit=lambda node: node.safe_stop(), name="teleop")
 
 
 if __name__ == "__main__":

@@ -103,6 +103,8 @@ def start_node(
     env = dict(os.environ)
     env.update(
         PYTHONUNBUFFERED="1",
+        # A crash in C (DDS, OpenCV) prints the Python stack of every thread to the log.
+        PYTHONFAULTHANDLER="1",
         RCUTILS_COLORIZED_OUTPUT="0",
         RCUTILS_LOGGING_BUFFERED_STREAM="0",
         # rclpy also writes log files; keep them next to the captured output, not in ~/.ros.

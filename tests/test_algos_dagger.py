@@ -124,14 +124,14 @@ def test_beta_config_errors_name_the_key(raw: dict, key: str) -> None:
 
 
 def test_extras_match_the_ros_nodes() -> None:
+    # Simulated rounds and robot rounds aggregate only if their extras agree in name and size.
     episodes = pytest.importorskip("il_ros.episodes")
-    assert (EXTRA_AGE, EXTRA_DELAY, EXTRA_INTERVENTION, EXTRA_HAS_LABEL, EXTRA_EXECUTED) == (
-        episodes.EXTRA_AGE,
-        episodes.EXTRA_DELAY,
-        episodes.EXTRA_INTERVENTION,
-        episodes.EXTRA_HAS_LABEL,
-        episodes.EXTRA_EXECUTED,
-    )
+    from il_core.mapping import load_mapping
+
+    mapping = load_mapping("config/point_reach_mapping.yaml")
+    simulated = {k: f.shape for k, f in dagger_spec(mapping.to_spec()).extras.items()}
+    ros = {k: (d,) for k, d in episodes.mapping_extras(mapping).items()}
+    assert simulated == ros
 
 
 def test_dagger_spec_extras() -> None:

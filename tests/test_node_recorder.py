@@ -14,6 +14,7 @@ from il_ros.common import CONTROL_QOS, EPISODE_CONTROL_TOPIC, STATUS_QOS, publis
 from tests.ros_utils import RosProbe, stop_node
 
 pytestmark = pytest.mark.ros
+MAPPING = "config/point_reach_mapping.yaml"
 
 
 class FakeRobot:
@@ -50,7 +51,7 @@ def _start(probe, out, status, robot=None, **params):
     proc = probe.start_node(
         "recorder_node",
         params_file="config/recorder.yaml",
-        params={"output_dir": str(out), **params},
+        params={"mapping_file": MAPPING, "output_dir": str(out), **params},
     )
     for topic in ("/goal", "/odom", "/cmd_vel", EPISODE_CONTROL_TOPIC):
         probe.wait_for_subscribers(topic, 1, 20)
@@ -184,7 +185,9 @@ def test_sigkill_mid_episode_keeps_every_completed_episode(tmp_path):
         # The next start recovers the killed episode up to its last flush.
         n = len(_events(status))
         probe.start_node(
-            "recorder_node", params_file="config/recorder.yaml", params={"output_dir": str(out)}
+            "recorder_node",
+            params_file="config/recorder.yaml",
+            params={"mapping_file": MAPPING, "output_dir": str(out)},
         )
         probe.wait_for(
             lambda: any(e["event"] == "ready" for e in _events(status)[n:]),

@@ -91,10 +91,11 @@ def test_scripted_teleop_completes_episodes_with_episode_control(
     resets = events(sim["status"], "reset")
     assert [(r["episode"], r["seed"]) for r in resets[:3]] == [(0, 0), (1, 1), (2, 2)]
 
-    # The recorder-facing protocol: start, then success, then stop, once per sim episode.
-    ros_probe.wait_for(lambda: len(sim["control"]) >= 9, 5, "9 episode control messages")
+    # The recorder-facing protocol: start, then success (which also ends the episode), once
+    # per sim episode; no "stop" after it, which a recorder would have to refuse.
+    ros_probe.wait_for(lambda: len(sim["control"]) >= 6, 5, "6 episode control messages")
     control = [m.data for m, _ in sim["control"]]
-    assert control[:9] == ["start", "success", "stop"] * 3, control
+    assert control[:6] == ["start", "success"] * 3, control
 
     # Observations carry header stamps of the sim's clock, one per control tick.
     stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m, _ in sim["odom"]]
@@ -156,7 +157,11 @@ def test_joy_teleop_deadman_scales_buttons_and_malformed_input(
     proc = ros_probe.start_node(
         "teleop_node",
         params_file=CONFIG / "teleop_joy.yaml",
-        params={"command_topic": "/teleop_test/cmd_vel", "scales": [0.5, -1.0]},
+        params={
+            "mapping_file": "config/point_reach_mapping.yaml",
+            "command_topic": "/teleop_test/cmd_vel",
+            "scales": [0.5, -1.0],
+        },
     )
     ros_probe.wait_for_subscribers("/joy", 1)
     control_before = len(control)

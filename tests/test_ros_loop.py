@@ -8,6 +8,7 @@ the test process only listens to status topics. Marked ``expensive`` (about two 
 """
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from il_ros.common import STATUS_QOS
 from tests.ros_utils import RosProbe
 
 pytestmark = [pytest.mark.ros, pytest.mark.expensive]
+MAPPING = "config/point_reach_mapping.yaml"
 
 TRAIN = {
     "policy": {"name": "bc", "hidden_dims": [64, 64]},
@@ -44,7 +46,7 @@ def recorded(loop):
         probe.start_node(
             "recorder_node",
             params_file="config/recorder.yaml",
-            params={"output_dir": str(loop / "demos")},
+            params={"mapping_file": MAPPING, "output_dir": str(loop / "demos")},
         )
         probe.start_node(
             "sim_robot_node",
@@ -96,7 +98,11 @@ def test_inference_node_drives_the_robot_to_90_percent(policy_round0):
         probe.start_node(
             "inference_node",
             params_file="config/inference.yaml",
-            params={"checkpoint": str(policy_round0), "auto_activate": True},
+            params={
+                "mapping_file": MAPPING,
+                "checkpoint": str(policy_round0),
+                "auto_activate": True,
+            },
         )
         probe.wait_for(lambda: len(_events(sim, "done")) >= 20, 180, "20 episodes")
         assert set(probe.stop_nodes().values()) == {0}
@@ -107,7 +113,26 @@ def test_inference_node_drives_the_robot_to_90_percent(policy_round0):
     assert rate >= 0.9, done
 
 
-def test_dagger_round_records_flagged_steps_and_does_not_get_worse(policy_round0, recorded, loop):
+@pytest.fixture(scope="module")
+def weak_round0(recorded, loop):
+    """A policy from the first 5 demonstrations only: about 45% success, room to improve.
+
+    The 25-demonstration policy succeeds on nearly every episode, so a DAgger round on top
+    of it can only be "not worse" within a noise band that the test kept landing inside and
+    outside of (100% vs 98% on the same seeds); from a clearly imperfect start the effect
+    of the round is far outside the evaluation's noise.
+    """
+    subset = loop / "demos_first5"
+    (subset / "episodes").mkdir(parents=True)
+    shutil.copy2(recorded / "meta.json", subset / "meta.json")
+    for ep in sorted((recorded / "episodes").glob("episode_*"))[:5]:
+        shutil.copytree(ep, subset / "episodes" / ep.name)
+    summary = train([subset], loop / "weak_round0", TRAIN, seed=0, progress=False)
+    return subset, summary["checkpoint"]
+
+
+def test_dagger_round_records_flagged_steps_and_improves_a_weak_policy(weak_round0, loop):
+    demos, policy_round0 = weak_round0
     probe = RosProbe("loop_dagger")
     try:
         dag = probe.subscribe("/dagger/status", String, STATUS_QOS)
@@ -120,6 +145,7 @@ def test_dagger_round_records_flagged_steps_and_does_not_get_worse(policy_round0
             "inference_node",
             params_file="config/inference.yaml",
             params={
+                "mapping_file": MAPPING,
                 "checkpoint": str(policy_round0),
                 "auto_activate": True,
                 "command_topic": "/policy/cmd",
@@ -134,13 +160,14 @@ def test_dagger_round_records_flagged_steps_and_does_not_get_worse(policy_round0
             "dagger_node",
             params_file="config/dagger.yaml",
             params={
+                "mapping_file": MAPPING,
                 "output_dir": str(loop / "dagger1"),
                 "auto_activate": True,
                 "gate_mode": "deviation",
                 "deviation_threshold": 0.2,
             },
         )
-        probe.wait_for(lambda: len(_events(dag, "saved")) >= 6, 150, "6 DAgger episodes")
+        probe.wait_for(lambda: len(_events(dag, "saved")) >= 10, 200, "10 DAgger episodes")
         assert set(probe.stop_nodes().values()) == {0}
     finally:
         probe.close()
@@ -151,14 +178,17 @@ def test_dagger_round_records_flagged_steps_and_does_not_get_worse(policy_round0
     labels = np.concatenate(
         [ds.episode(i).extras["has_expert_label"][:, 0] for i in range(ds.num_episodes)]
     )
-    assert flags.sum() >= 1 and labels.mean() >= 0.9
-    # Aggregate round 0 and the DAgger round, retrain, and compare on identical seeds.
-    summary = train([recorded, loop / "dagger1"], loop / "round1", TRAIN, seed=0, progress=False)
-    # Same 100 seeds for both. "Not worse" within the evaluation's resolution: two standard
-    # errors of a success rate over 100 episodes (floored at p = 0.99 when it is at 100%).
+    # The weak policy drifts: the expert takes over often; it labels every step it commands.
+    assert flags.mean() >= 0.05 and labels.mean() >= 0.9, (flags.mean(), labels.mean())
+    # Aggregate round 0 and the DAgger round, retrain, and compare on the same 100 seeds.
+    summary = train([demos, loop / "dagger1"], loop / "round1", TRAIN, seed=0, progress=False)
     n = 100
     before = evaluate(policy_round0, "il_ros/PointReach-v0", n, seed=20000)
     after = evaluate(summary["checkpoint"], "il_ros/PointReach-v0", n, seed=20000)
+    # Not worse, decisively: better by more than four standard errors of the success rate
+    # over 100 episodes (4 x 0.05 at p = 0.5), where before this test asked only for "no
+    # more than two standard errors worse" and sat on that edge.
     p = min(max(before["success_rate"], 0.01), 0.99)
-    tolerance = 2 * (p * (1 - p) / n) ** 0.5
-    assert after["success_rate"] >= before["success_rate"] - tolerance, (before, after)
+    margin = 4 * (p * (1 - p) / n) ** 0.5
+    assert before["success_rate"] <= 0.8, before  # the premise: room to improve
+    assert after["success_rate"] >= before["success_rate"] + margin, (before, after)
