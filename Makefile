@@ -19,6 +19,17 @@ VENV ?= .venv
 # Version pins (torch==2.13.0, see the file). Point elsewhere to use your own pins,
 # e.g. `make venv CONSTRAINTS=my-constraints.txt` or CONSTRAINTS=/dev/null for none.
 CONSTRAINTS ?= constraints.txt
+# torch first, from PyTorch's CPU index as well as PyPI: PyPI's Linux wheels of torch are
+# CUDA builds of several GB (and on this project's machines a CPU build lies on disk for
+# Python 3.11 only), so on Python 3.10 and 3.12 the CPU build comes from this index where it
+# can be reached; pip falls back to PyPI otherwise. TORCH_INDEX= (empty) uses PyPI only;
+# point it elsewhere for a CUDA build, e.g. TORCH_INDEX=https://download.pytorch.org/whl/cu126.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+# The ROS 2 launch and command-line tools (launch, launch_ros, ros2cli) are not on PyPI. With
+# ROS=wheels they are installed from this folder where it exists (wheels built unchanged
+# from their sources; ../shared/ros2-tools on the development and CI machines). Without it
+# the tests that run `ros2 launch` skip, saying so; a sourced ROS 2 has the tools already.
+ROS2_TOOLS ?= ../shared/ros2-tools
 # pip prints errors only (-qq hides its warnings and progress); PIP_FLAGS= for everything.
 PIP_FLAGS ?= -qq
 PYTEST_ARGS ?=
@@ -39,7 +50,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.il_ros-installed-$(ROS)
 REQ_FILES := requirements.txt requirements-dev.txt $(ROS_REQS)
 STAMP_DEPS := $(REQ_FILES) setup.py setup.cfg package.xml \
-	$(filter-out /dev/%,$(wildcard $(CONSTRAINTS)))
+	$(filter-out /dev/%,$(wildcard $(CONSTRAINTS))) \
+	$(if $(ROS_REQS),$(wildcard $(ROS2_TOOLS)/install.sh))
 # Run a command with the venv's bin/ first on PATH (as if activated).
 IN_VENV = env PATH="$(abspath $(BIN)):$$PATH" VIRTUAL_ENV="$(abspath $(VENV))"
 
@@ -58,7 +70,8 @@ help:
 	@echo "  make bench      run every bench/*.py"
 	@echo "  make venv       only create/update the virtualenv"
 	@echo "  make clean      remove build/, install/, log/ and caches; distclean also the venv"
-	@echo "Variables: PYTHON, VENV, CONSTRAINTS, ROS=system|wheels, PIP_FLAGS, PYTEST_ARGS, DEMO_ARGS"
+	@echo "Variables: PYTHON, VENV, CONSTRAINTS, TORCH_INDEX, ROS2_TOOLS, ROS=system|wheels,"
+	@echo "           PIP_FLAGS, PYTEST_ARGS, DEMO_ARGS"
 
 venv: $(STAMP)
 
@@ -93,8 +106,16 @@ $(STAMP): $(STAMP_DEPS)
 	fi
 	@rm -f $(VENV)/.il_ros-installed-*
 	@echo "==> installing dependencies into $(VENV) (ROS 2 from: $(ROS); a few minutes the first time)"
+	$(BIN)/python -m pip install $(PIP_FLAGS) -c $(CONSTRAINTS) --retries 1 --timeout 20 \
+	  $(if $(strip $(TORCH_INDEX)),--extra-index-url $(TORCH_INDEX)) torch
 	$(BIN)/python -m pip install $(PIP_FLAGS) -c $(CONSTRAINTS) $(addprefix -r ,$(REQ_FILES))
 	$(BIN)/python -m pip install $(PIP_FLAGS) -c $(CONSTRAINTS) --no-deps --no-build-isolation -e .
+	@if [ -n "$(ROS_REQS)" ] && [ -f "$(ROS2_TOOLS)/install.sh" ]; then \
+	  echo "+ bash $(ROS2_TOOLS)/install.sh $(BIN)/python"; \
+	  bash "$(ROS2_TOOLS)/install.sh" "$(BIN)/python"; \
+	elif [ -n "$(ROS_REQS)" ]; then \
+	  echo "==> no $(ROS2_TOOLS): ros2 launch is not installed; tests/test_launch.py will skip"; \
+	fi
 	@$(BIN)/python -c 'import platform, torch, numpy, il_core; \
 	  print("==> venv ready: python", platform.python_version(), "| torch", torch.__version__, \
 	        "| numpy", numpy.__version__, "| il_core", il_core.__version__)'

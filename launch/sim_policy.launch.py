@@ -10,103 +10,52 @@ clock and publishes no /clock, so there is no use_sim_time.
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import LifecycleNode, Node
-from launch_ros.parameter_descriptions import ParameterValue
-from launch_ros.substitutions import FindPackageShare
+
+from il_ros.launch_helpers import (
+    arg,
+    config_arg,
+    il_node,
+    required,
+    sim_args,
+    sim_robot_node,
+    value,
+)
 
 
 def generate_launch_description() -> LaunchDescription:
-    """Simulated robot and inference node on one robot mapping."""
-    mapping_file = ParameterValue(LaunchConfiguration("mapping_file"), value_type=str)
+    """Simulated robot and inference node."""
     return LaunchDescription(
         [
-            DeclareLaunchArgument(
+            arg(
                 "checkpoint",
-                description="Trained policy checkpoint (policy.pt from il-core train); "
+                "Policy file (policy.pt from il-core train, or an .onnx from il-core export); "
                 "refused if it was trained with a different robot mapping",
             ),
-            DeclareLaunchArgument(
-                "mapping_file",
-                default_value=PathJoinSubstitution(
-                    [FindPackageShare("il_ros"), "config", "point_reach_mapping.yaml"]
-                ),
-                description="Robot mapping YAML of the simulated robot; must match the one "
-                "the checkpoint's data was recorded with",
+            *sim_args(
+                10000, "; the default keeps evaluation away from the seeds sim_record records"
             ),
-            DeclareLaunchArgument(
-                "env_id",
-                default_value="il_ros/PointReach-v0",
-                description="Gymnasium env id to simulate",
-            ),
-            DeclareLaunchArgument(
-                "episodes",
-                default_value="0",
-                description="Simulated episodes to run (0: until Ctrl-C); the nodes keep "
-                "running afterwards",
-            ),
-            DeclareLaunchArgument(
-                "seed",
-                default_value="10000",
-                description="Seed of the first simulated episode (episode i uses seed + i); "
-                "the default keeps evaluation away from the seeds sim_record.launch.py "
-                "records by default",
-            ),
-            DeclareLaunchArgument(
+            arg(
                 "auto_activate",
-                default_value="true",
-                choices=["true", "false"],
-                description="Configure and activate the inference lifecycle node at "
-                "start-up; false leaves it for ros2 lifecycle set",
+                "Configure and activate the inference lifecycle node at start-up; false "
+                "leaves it for ros2 lifecycle set",
+                "true",
+                ["true", "false"],
             ),
-            DeclareLaunchArgument(
-                "sim_params_file",
-                default_value=PathJoinSubstitution(
-                    [FindPackageShare("il_ros"), "config", "sim_robot.yaml"]
-                ),
-                description="Simulated robot parameters",
-            ),
-            DeclareLaunchArgument(
-                "inference_params_file",
-                default_value=PathJoinSubstitution(
-                    [FindPackageShare("il_ros"), "config", "inference.yaml"]
-                ),
-                description="Inference node parameters",
-            ),
-            Node(
-                package="il_ros",
-                executable="sim_robot",
-                name="sim_robot",
-                output="screen",
-                parameters=[
-                    LaunchConfiguration("sim_params_file"),
-                    {
-                        "mapping_file": mapping_file,
-                        "env_id": ParameterValue(LaunchConfiguration("env_id"), value_type=str),
-                        "seed": ParameterValue(LaunchConfiguration("seed"), value_type=int),
-                        "max_episodes": ParameterValue(
-                            LaunchConfiguration("episodes"), value_type=int
-                        ),
-                    },
-                ],
-            ),
-            LifecycleNode(
-                package="il_ros",
-                executable="inference",
-                name="inference",
-                namespace="",
-                output="screen",
-                parameters=[
-                    LaunchConfiguration("inference_params_file"),
-                    {
-                        "checkpoint": ParameterValue(
-                            LaunchConfiguration("checkpoint"), value_type=str
-                        ),
-                        "mapping_file": mapping_file,
-                        "auto_activate": LaunchConfiguration("auto_activate"),
-                    },
-                ],
+            config_arg("inference_params_file", "inference.yaml", "Inference node parameters"),
+            *required(
+                [
+                    sim_robot_node(),
+                    il_node(
+                        "inference",
+                        "inference_params_file",
+                        {
+                            "checkpoint": value("checkpoint"),
+                            "mapping_file": value("mapping_file"),
+                            "auto_activate": value("auto_activate", bool),
+                        },
+                        lifecycle=True,
+                    ),
+                ]
             ),
         ]
     )

@@ -19,7 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PKG = "il_ros"
 SHIPPED_PACKAGES = ("il_core", "sim", "il_ros")
-IGNORED = (".git", ".venv", "build", "install", "log", "__pycache__", "*.egg-info")
+IGNORED = (".git", ".venv", ".venv-*", "build", "install", "log", "__pycache__", "*.egg-info")
 IGNORED += (".pytest_cache", ".ruff_cache", "runs", "outputs", "*.pyc")
 
 
