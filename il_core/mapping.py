@@ -513,8 +513,11 @@ def mapping_differences(expected: RobotMapping, actual: RobotMapping) -> list[st
             f"control_rate_hz: trained at {expected.control_rate_hz}, "
             f"configured {actual.control_rate_hz}"
         )
-    exp_keys = [o.key for o in expected.observations]
-    act_keys = [o.key for o in actual.observations]
+    # As sets: observations are stored and fed to policies by key, and a dataset's meta.json
+    # keeps them in sorted order, so a checkpoint's mapping lists them sorted while the
+    # robot's YAML lists them as written (an arm with keys joints, ee_pose, ... was refused).
+    exp_keys = sorted(o.key for o in expected.observations)
+    act_keys = sorted(o.key for o in actual.observations)
     if exp_keys != act_keys:
         problems.append(f"observation keys: trained with {exp_keys}, configured {act_keys}")
     semantic = ("type", "joints", "fields", "size", "axes", "buttons", "shape")

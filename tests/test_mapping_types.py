@@ -440,3 +440,25 @@ def test_an_arm_mapping_mixing_the_types_gives_the_spec():
         back, stamp = make_observation_decoder(src)(encode_observation(src, value, 3.0))
         np.testing.assert_allclose(back, value, atol=1e-6)
         assert stamp == (None if src.key == "gripper" else pytest.approx(3.0))
+
+
+def test_a_mapping_stored_in_a_dataset_matches_its_yaml_whatever_the_key_order(tmp_path):
+    # meta.json keeps observation keys sorted, a robot's YAML keeps them as written: the
+    # inference node refused every checkpoint of the 6-DoF arm (joints, ee_pose, wrench, goal).
+    from il_core.data import DatasetWriter
+    from il_core.data.format import read_meta
+    from il_core.mapping import load_mapping, mapping_of_spec
+
+    mapping = load_mapping("config/arm6_mapping.yaml")
+    assert [o.key for o in mapping.observations] == ["joints", "ee_pose", "wrench", "goal"]
+    DatasetWriter(tmp_path / "data", mapping.to_spec()).close()
+    stored = mapping_of_spec(read_meta(tmp_path / "data"))
+    assert [o.key for o in stored.observations] != [o.key for o in mapping.observations]
+    assert mapping_differences(stored, mapping) == []
+    missing = mapping_from_dict(
+        {
+            **mapping.to_dict(),
+            "observations": dict(list(mapping.to_dict()["observations"].items())[:3]),
+        }
+    )
+    assert "observation keys" in mapping_differences(stored, missing)[0]
