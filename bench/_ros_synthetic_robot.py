@@ -211,6 +211,9 @@ def _interrupt(signum: int, frame: Any) -> None:
 def main() -> int:
     """Publish until SIGINT/SIGTERM, then write the stats file."""
     rclpy.init(args=sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+    # Both set explicitly: a process started in the background of a non-interactive shell
+    # inherits SIGINT ignored, and Python then leaves it ignored.
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     robot = SyntheticRobot()
     executor = SingleThreadedExecutor()

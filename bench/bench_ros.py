@@ -35,14 +35,23 @@ prints one JSON line per run, then one line with the median over ``--repeats`` r
    queue). Reported: command rate, the gaps of 1.5 periods or more between commands as the
    robot receives them, and the node's starved ticks (a tick with no planned action) and
    missed ticks over the window.
-4. ``--executors default,events,multi`` runs each measurement with the nodes' own executor
+4. ``inference_onnx`` (issue 9): the echo MLP of 2., exported with ``il-core export`` to
+   ONNX, run by the inference node in a Python where ``import torch`` fails (a blocking
+   ``torch`` package first on ``PYTHONPATH``), beside the same policy as a torch ``.pt`` in
+   the same repeat (``inference_torch``), both with event-driven ticks (``--event-trigger``,
+   so that obs-to-command measures the runtime, not the phase between two 100 Hz clocks),
+   and the ratios ONNX / torch per repeat. Besides the figures of 2.: the node's start-up
+   time (process start to its ``configured`` and ``commanding`` status events, as the bench
+   receives them) and its resident memory (``VmRSS`` after the window, ``VmHWM`` peak), and
+   whether torch was imported (``/proc/<pid>/maps``).
+5. ``--executors default,events,multi`` runs each measurement with the nodes' own executor
    (``default``: ``il_ros.common.spin_node``'s ``SingleThreadedExecutor``) and, through
    ``bench/_executor_swap_node.py``, with rclpy's ``EventsExecutor`` or a 3-thread
    ``MultiThreadedExecutor`` instead (same node code), one after the other in each repeat,
    so each variant has its baseline in the same run (names ``...+events_executor``).
 
 Usage: ``python bench/bench_ros.py [--repeats 3] [--duration 60] [--quick]
-[--only recorder_raw,recorder_raw_reliable,recorder_compressed,inference]
+[--only recorder_raw,recorder_raw_reliable,recorder_compressed,inference,inference_onnx]
 [--executors default,events,multi]
 [--nice -10]``
 """
@@ -197,24 +206,31 @@ class Session:
         self.tmp = Path(tempfile.mkdtemp(prefix=f"bench_ros_{name}_"))
         self.executor = executor
 
-    def start(self, module: str, name: str, params: dict[str, Any]) -> Any:
+    def start(
+        self, module: str, name: str, params: dict[str, Any], env: dict[str, str] | None = None
+    ) -> Any:
         """Start a node process (logs under the session's temporary directory).
 
         An il_ros node runs with the session's executor: ``default`` is the node's own
         (``il_ros.common.spin_node``), others go through ``bench/_executor_swap_node.py``.
+        ``env`` adds environment variables for this process only.
         """
-        env = {}
+        env = dict(env or {})
         if self.executor != "default" and not module.startswith("bench."):
             env = {"IL_ROS_BENCH_NODE": f"il_ros.{module}", "IL_ROS_BENCH_EXECUTOR": self.executor}
             module = SWAP_MODULE
+        saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)  # start_node passes os.environ to the child
         try:
             return self.probe.start_node(
                 module, params=params, node_name=name, log_path=self.tmp / f"{name}.log"
             )
         finally:
-            for k in env:
-                os.environ.pop(k, None)
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
     def stop(self, proc: Any) -> int:
         """SIGINT a process and wait for it."""
@@ -229,12 +245,14 @@ class Session:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def robot_stats(path: Path, proc: Any) -> dict[str, np.ndarray]:
-    """The synthetic robot's stats file (after it has exited)."""
+def robot_stats(path: Path, proc: Any, rc: int | None = None) -> dict[str, np.ndarray]:
+    """The synthetic robot's stats file (after it has exited with ``rc``)."""
     if not path.exists():
         from tests.ros_utils import node_log
 
-        raise RuntimeError(f"synthetic robot wrote no stats; its log:\n{node_log(proc, 4000)}")
+        raise RuntimeError(
+            f"synthetic robot (exit code {rc}) wrote no stats; its log:\n{node_log(proc, 8000)}"
+        )
     with np.load(path) as z:
         return {k: z[k] for k in z.files}
 
@@ -306,8 +324,8 @@ def run_recorder(kind: str, duration: float, executor: str = "default") -> dict[
         )
         diag = _last_recorder_diagnostics(diags[:n_diag])
         s.stop(recorder)
-        s.stop(robot)
-        rs = robot_stats(stats_file, robot)
+        robot_rc = s.stop(robot)
+        rs = robot_stats(stats_file, robot, robot_rc)
         ds = EpisodeDataset(out, cache_images=False)
         ep = ds.episode(0)
         rec = ep.info.metadata["recording"]
@@ -462,8 +480,11 @@ def run_inference(
     rate_hz: float = 100.0,
     label: str = "inference",
     echo: bool = True,
+    block_torch: bool = False,
 ) -> dict[str, Any]:
     """One inference run of ``duration`` s; see the module docstring.
+
+    ``block_torch``: the node runs in a Python where ``import torch`` fails (for ONNX files).
 
     ``echo``: the checkpoint echoes the observation's sequence number (``echo_checkpoint``),
     so observation-to-command latencies can be measured; otherwise only the command stream's
@@ -498,7 +519,17 @@ def run_inference(
         }
         if trigger != "timer":
             params["trigger"] = trigger
-        node = s.start("inference_node", "bench_inference", params)
+        env = {}
+        if block_torch:
+            blocker = s.tmp / "no_torch"
+            for pkg in ("torch", "torchvision"):
+                (blocker / pkg).mkdir(parents=True)
+                (blocker / pkg / "__init__.py").write_text(
+                    f"raise ImportError('{pkg} is blocked: this node must run without it')\n"
+                )
+            env["PYTHONPATH"] = f"{blocker}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+        started = time.time()  # the node's log stamps and the robot's clock are wall time
+        node = s.start("inference_node", "bench_inference", params, env)
 
         def events(name: str) -> list[dict[str, Any]]:
             return [e for e in (json.loads(m.data) for m, _ in status) if e["event"] == name]
@@ -513,12 +544,14 @@ def run_inference(
         t1 = time.time()
         cpu_use = cpu.stop()
         wall = t1 - t0
+        memory = process_memory(node.pid)
         time.sleep(1.5)  # one more diagnostics period, covering the window's end
         diag = [e for e in events("diagnostics")]
         safe_events = [e for e in events("safe_stop")]
         s.stop(node)
-        s.stop(robot)
-        rs = robot_stats(stats_file, robot)
+        robot_rc = s.stop(robot)
+        rs = robot_stats(stats_file, robot, robot_rc)
+        startup = startup_times(s.tmp / "bench_inference.log", started, rs["cmd_t"])
     finally:
         s.close()
     seq_t = rs["t_joints"]  # publish time of sequence number i + 1
@@ -568,6 +601,8 @@ def run_inference(
         "command_gaps_over_1.5_periods": int(np.count_nonzero(intervals > 1.5 * period)),
         **echo_figures,
         "safe_stop_events": len(safe_events),
+        **startup,
+        **memory,
         **{k: v for k, v in cpu_use.items() if k.endswith("_cpu_pct")},
         "node_cpu_ms_per_command": round(
             10 * cpu_use["node_cpu_pct"] * wall / max(1, int(ct.size)), 3
@@ -596,6 +631,98 @@ def run_inference(
     }
 
 
+def startup_times(log: Path, started: float, command_times: np.ndarray) -> dict[str, Any]:
+    """Seconds from process start to ``configured`` (its log line's stamp) and first command.
+
+    Both on the wall clock: rclpy stamps log lines with it, the robot stamps the commands it
+    receives with it. Not the bench's receive time of the node's status topic, which would
+    include the DDS discovery between the new node and the bench.
+    """
+    m = re.search(r"\[INFO\] \[(\d+\.\d+)\] \[bench_inference\]: configured:", log.read_text())
+    return {
+        "startup_to_configured_s": round(float(m.group(1)) - started, 3) if m else None,
+        "startup_to_first_command_s": round(float(command_times[0]) - started, 3)
+        if command_times.size
+        else None,
+    }
+
+
+def process_memory(pid: int) -> dict[str, Any]:
+    """Resident memory of a process now and at its peak (MB), and whether torch is loaded."""
+    fields = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                fields[key] = int(rest.split()[0]) / 1024  # kB -> MB
+    with open(f"/proc/{pid}/maps") as f:
+        torch_loaded = any("libtorch" in line for line in f)
+    return {
+        "node_rss_mb": round(fields["VmRSS"], 1),
+        "node_peak_rss_mb": round(fields["VmHWM"], 1),
+        "node_loaded_libtorch": torch_loaded,
+    }
+
+
+def onnx_export(checkpoint: Path, out: Path) -> Path:
+    """``il-core export`` of a checkpoint to ONNX (what a robot without torch runs)."""
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "il_core", "export", "--checkpoint", str(checkpoint)]
+        + ["--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO_ROOT,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"il-core export failed: {proc.stdout}{proc.stderr}")
+    return out
+
+
+def _get(run: dict[str, Any], key: str) -> Any:
+    """``run[key]``, or ``run["node_diagnostics"][key]`` for ``node:key``."""
+    if key.startswith("node:"):
+        return (run.get("node_diagnostics") or {}).get(key[5:])
+    return run.get(key)
+
+
+def onnx_vs_torch(results: dict[str, list[dict[str, Any]]], trigger: str) -> dict[str, Any]:
+    """Per-repeat ratios ONNX / torch (same repeat, so same machine load), then medians."""
+    keys = (
+        "node_peak_rss_mb",
+        "node_rss_mb",
+        "startup_to_configured_s",
+        "startup_to_first_command_s",
+        "obs_to_command_ms_p50",
+        "obs_to_command_ms_p99",
+        "node_cpu_ms_per_command",
+        "node:inference_ms_p50",
+        "node:inference_ms_p99",
+    )
+    pairs = list(
+        zip(
+            results[f"inference_torch_{trigger}"],
+            results[f"inference_onnx_{trigger}"],
+            strict=True,
+        )
+    )
+    out: dict[str, Any] = {
+        "measurement": "inference_onnx_vs_torch",
+        "trigger": trigger,
+        "repeats": len(pairs),
+    }
+    for k in keys:
+        ratios = [
+            _get(o, k) / _get(t, k) for t, o in pairs if _get(t, k) and _get(o, k) is not None
+        ]
+        out[f"{k.removeprefix('node:')}_ratio_median"] = (
+            round(float(np.median(ratios)), 3) if ratios else None
+        )
+    return out
+
+
 def _delta(after: dict[str, Any], before: dict[str, Any], key: str) -> int | None:
     if after.get(key) is None:
         return None
@@ -613,9 +740,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 repeat of 8 s")
     ap.add_argument(
         "--only",
-        default=",".join([*RECORDINGS, "inference", "inference_diffusion"]),
+        default=",".join([*RECORDINGS, "inference", "inference_diffusion", "inference_onnx"]),
         help="comma-separated subset of "
-        + ", ".join([*RECORDINGS, "inference", "inference_diffusion"]),
+        + ", ".join([*RECORDINGS, "inference", "inference_diffusion", "inference_onnx"]),
     )
     ap.add_argument(
         "--event-trigger",
@@ -703,6 +830,23 @@ def main() -> None:
                     echo=False,
                 )
                 plan.append((_name("inference_diffusion_timer", ex), fn))
+        if "inference_onnx" in only:
+            # The same policy as a torch checkpoint and as ONNX with torch blocked, one after
+            # the other in every repeat: each figure has its baseline in the same run.
+            # Event-driven ticks where the node has them: with a timer, obs-to-command is set
+            # by the phase between the robot's and the node's 100 Hz clocks (uniform over
+            # one period, a different offset in every run), not by the runtime.
+            trig = args.event_trigger if trigger_supported() else "timer"
+            pt = echo_checkpoint(tmp / "echo.pt")
+            onnx = onnx_export(pt, tmp / "echo.onnx")
+            for label, path, block in (
+                ("inference_torch", pt, False),
+                ("inference_onnx", onnx, True),
+            ):
+                fn = functools.partial(
+                    run_inference, trig, path, args.duration, label=label, block_torch=block
+                )
+                plan.append((f"{label}_{trig}", fn))
         results: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in plan}
         # Interleave repeats (raw, compressed, inference, raw, ...) so that a burst of load
         # from other jobs does not fall on every run of one measurement.
@@ -716,6 +860,8 @@ def main() -> None:
             summary = median_of(runs)
             summary["repeat"] = f"median of {len(runs)}"
             print(json.dumps(summary), flush=True)
+        if "inference_onnx" in only:
+            print(json.dumps(onnx_vs_torch(results, trig)), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

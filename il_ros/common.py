@@ -15,6 +15,7 @@ QoS is a decision per kind of stream:
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import signal
@@ -171,8 +172,11 @@ def spin_node(
     each node twice (the terminal signals the whole process group and launch forwards its
     own SIGINT), and a second signal that raised ``KeyboardInterrupt`` inside ``on_exit`` or
     ``destroy_node`` skipped the safe stop or crashed the teardown (seen in about 1 launch in
-    10). Teardown is bounded by its own timeouts (the writer's close, the inference worker);
-    a process that still hangs is what SIGKILL is for, and ``ros2 launch`` escalates to it.
+    10). Teardown is bounded by its own timeouts (the writer's close, the inference worker)
+    and by a watchdog on the ROS teardown (:data:`TEARDOWN_TIMEOUT_S`). A node whose loop
+    does not leave ``spin_once`` within :data:`STOP_STALL_S` of a signal prints the stack of
+    every thread (:class:`_StopStallReport`), so that a hang says where it is before
+    ``ros2 launch`` escalates to SIGTERM and SIGKILL.
 
     Args:
         make_node: Builds the node (declares parameters, loads the mapping...).
@@ -204,11 +208,13 @@ def spin_node(
     # start-up or teardown, and the default handler would raise there.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, request_stop)
+    stall = _StopStallReport(name or "il_ros")
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     code = 0
     try:
         node = make_node()
+        stall.name = node.get_name()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         # spin_once with a timeout, not spin(): a node with no timer (an unconfigured
@@ -223,6 +229,7 @@ def spin_node(
     except ExternalShutdownException:
         pass
     finally:
+        stall.stopping()
         if node is not None:
             if on_exit is not None:
                 try:
@@ -246,6 +253,7 @@ def spin_node(
         # by signal (exit -2) after a clean shutdown; ignored signals stay ignored.
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
+        stall.close()
     return code
 
 
@@ -254,14 +262,77 @@ def spin_node(
 TEARDOWN_TIMEOUT_S = 3.0
 
 
+#: Seconds between a stop signal and the start of the node's shutdown work after which the
+#: stack of every thread is printed: the control loop is stuck somewhere.
+STOP_STALL_S = 3.0
+
+
 def _exit_after_hung_teardown(code: int) -> None:
     print(
         f"il_ros: the ROS teardown did not finish in {TEARDOWN_TIMEOUT_S:g} s after a complete "
-        "shutdown; exiting without it",
+        "shutdown; exiting without it. Where each thread was:",
         file=sys.stderr,
         flush=True,
     )
+    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
     os._exit(code)
+
+
+class _StopStallReport:
+    """Prints where every thread is when a node does not act on a stop signal in time.
+
+    A node that ignores Ctrl-C is the worst kind of robot fault to debug: ``ros2 launch``
+    escalates to SIGTERM after 5 s and SIGKILL after 10 more, and the log says only that the
+    process "failed to terminate". Once in a few hundred launches here a recorder did not
+    leave its spin loop after SIGINT; this report says where it was.
+
+    The signal is noticed without the main thread: Python's C-level handler writes the
+    signal number to a wakeup file descriptor (``signal.set_wakeup_fd``) even when the main
+    thread is blocked in C and the Python-level handler cannot run, and a daemon thread
+    reading it starts the clock. If :meth:`stopping` is not called within
+    :data:`STOP_STALL_S`, the stack of every thread goes to stderr (``faulthandler``).
+
+    Args:
+        name: The node, for the report's first line (:attr:`name`, updated once it exists).
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._stopping = threading.Event()
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._write_fd, False)
+        self._previous_fd = signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
+        self._thread = threading.Thread(target=self._watch, name="il_ros-stop-stall", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        # The read end stays open until close(): later signals are still written to the pipe
+        # (a closed read end would make each of them a BrokenPipeError report).
+        try:
+            signalled = bool(os.read(self._read_fd, 1))  # b"": closed, the node shut down
+        except OSError:
+            signalled = False
+        if not signalled or self._stopping.wait(STOP_STALL_S):
+            return
+        print(
+            f"il_ros: {self.name} has not begun its shutdown {STOP_STALL_S:g} s after a stop "
+            "signal; where each thread is:",
+            file=sys.stderr,
+            flush=True,
+        )
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+
+    def stopping(self) -> None:
+        """The spin loop has ended: shutdown work begins."""
+        self._stopping.set()
+
+    def close(self) -> None:
+        """Restore the previous wakeup descriptor and end the watching thread."""
+        self._stopping.set()
+        signal.set_wakeup_fd(self._previous_fd)
+        os.close(self._write_fd)  # a reader still waiting sees end of file
+        self._thread.join(1.0)
+        os.close(self._read_fd)
 
 
 def publish_and_flush(publisher: Any, msg: Any, timeout_s: float = 0.5) -> bool:

@@ -86,6 +86,8 @@ def build_install(ws: Path) -> dict[str, str]:
     sourced = dict(item.split("=", 1) for item in out.decode().split("\0") if "=" in item)
     sourced["RCUTILS_COLORIZED_OUTPUT"] = "0"
     sourced["PYTHONUNBUFFERED"] = "1"
+    # A node that crashes (SIGSEGV, SIGABRT) prints the Python stack of every thread.
+    sourced["PYTHONFAULTHANDLER"] = "1"
     return sourced
 
 
@@ -177,7 +179,7 @@ class Launched:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
             raise AssertionError(
-                f"{self.cmd!r} did not exit in {timeout} s:\n{self.log()[-6000:]}"
+                f"{self.cmd!r} did not exit in {timeout} s:\n{self.report()}"
             ) from None
 
     def node_exits(self) -> dict[str, int]:
@@ -186,6 +188,18 @@ class Launched:
         exits = {m["node"]: 0 for m in _CLEAN.finditer(text)}
         exits.update({m["node"]: int(m["rc"]) for m in _DIED.finditer(text)})
         return exits
+
+    def report(self, tail: int = 40) -> str:
+        """What a failure message needs first: launch's own lines, then the output's tail.
+
+        CI shows only part of a long failure; launch's lines (which process died, with which
+        exit code, what was escalated to SIGTERM or SIGKILL) come first and are short.
+        """
+        lines = self.log().splitlines()
+        own = [ln for ln in lines if re.match(r"^\[(INFO|WARNING|ERROR)\] \[", ln)]
+        return "\n".join(
+            ["launch said:", *own[-30:], f"last {tail} lines of output:", *lines[-tail:]]
+        )
 
     def warnings(self) -> list[str]:
         """Lines the nodes logged at WARN, ERROR or FATAL."""
@@ -201,9 +215,13 @@ class Launched:
             allowed: Regular expression of warnings that are expected in this run.
         """
         text = self.log()
-        assert rc == 0, f"{self.cmd!r} exited with {rc}:\n{text[-6000:]}"
-        assert self.node_exits() == dict.fromkeys(nodes, 0), (self.node_exits(), text[-6000:])
-        assert "Traceback" not in text, text[-6000:]
+        assert rc == 0, f"{self.cmd!r} exited with {rc}:\n{self.report()}"
+        exits = self.node_exits()
+        assert exits == dict.fromkeys(nodes, 0), (
+            f"node exits {exits}, expected every one of {sorted(nodes)} to exit 0:\n"
+            f"{self.report()}"
+        )
+        assert "Traceback" not in text, self.report()
         warnings = [w for w in self.warnings() if allowed is None or not re.search(allowed, w)]
         assert not warnings, warnings
 

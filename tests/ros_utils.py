@@ -127,7 +127,11 @@ def start_node(
 
 
 def stop_node(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 10.0) -> int:
-    """Send ``sig`` to a node process and wait for it; SIGKILL it after ``timeout`` seconds.
+    """Send ``sig`` to a node process and wait for it; kill it after ``timeout`` seconds.
+
+    A process that does not exit in time gets SIGABRT before SIGKILL: with
+    ``PYTHONFAULTHANDLER=1`` (:func:`start_node` sets it) it prints the Python stack of every
+    thread to its log first, so a hang says where it was.
 
     Returns:
         The exit code (negative signal number when it was killed by a signal).
@@ -138,8 +142,13 @@ def stop_node(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float =
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGABRT)
+            try:
+                proc.wait(5.0)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     return proc.returncode
 
 
