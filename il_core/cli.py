@@ -52,7 +52,7 @@ def _cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
 
-    return evaluate(
+    result = evaluate(
         args.checkpoint,
         args.env,
         args.episodes,
@@ -62,6 +62,15 @@ def _cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
         plot=args.plot,
         max_steps=args.max_steps,
     )
+    if args.tensorboard:
+        from il_core.checkpoint import read_checkpoint
+        from il_core.metrics_log import log_evaluation
+
+        ckpt = Path(args.checkpoint)
+        step = int(read_checkpoint(ckpt).get("train", {}).get("step") or 0)
+        if log_evaluation(ckpt, step, args.env, result):
+            result["tensorboard"] = str(ckpt.parent / "tensorboard")
+    return result
 
 
 def _cmd_export(args: argparse.Namespace) -> dict[str, Any]:
@@ -182,6 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--video-episodes", type=int, default=1)
     e.add_argument("--plot", default=None, help="write a PNG of per-episode returns")
     e.add_argument("--max-steps", type=int, default=None)
+    e.add_argument(
+        "--no-tensorboard",
+        dest="tensorboard",
+        action="store_false",
+        help="do not add the results to the TensorBoard log of the checkpoint's run "
+        "(written at the checkpoint's step when the run has a tensorboard/ folder)",
+    )
     e.add_argument(
         "--threads",
         type=int,

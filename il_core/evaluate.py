@@ -117,8 +117,14 @@ def evaluate(
 
 
 def write_video(path: str | Path, frames: list[np.ndarray], fps: float) -> None:
-    """Write RGB frames ``(H, W, 3)`` uint8 as a GIF (Pillow) or MP4 (OpenCV)."""
+    """Write RGB frames ``(H, W, 3)`` uint8 as a GIF (Pillow) or an H.264 MP4 (PyAV).
+
+    Raises:
+        ValueError: ``path`` ends neither in ``.gif`` nor in ``.mp4``.
+    """
     path = Path(path)
+    if path.suffix.lower() not in (".gif", ".mp4"):
+        raise ValueError(f"{path}: a video is written as .gif or .mp4, not {path.suffix!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".gif":
         from PIL import Image
@@ -132,17 +138,9 @@ def write_video(path: str | Path, frames: list[np.ndarray], fps: float) -> None:
             loop=0,
         )
         return
-    import cv2
+    from il_core.video import write_mp4
 
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    if not writer.isOpened():
-        raise OSError(f"{path}: OpenCV cannot open a video writer (try a .gif path)")
-    try:
-        for f in frames:
-            writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-    finally:
-        writer.release()
+    write_mp4(path, frames, fps)
 
 
 def write_plot(

@@ -18,7 +18,6 @@ exactly the batches the uninterrupted run would have seen.
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import os
@@ -39,6 +38,7 @@ from il_core.batch import to_torch
 from il_core.checkpoint import read_checkpoint, save_checkpoint
 from il_core.config import ConfigError, from_dict, merge, to_dict
 from il_core.data import EpisodeDataset
+from il_core.metrics_log import open_run_log
 from il_core.policies import Policy, make_config, make_policy
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,10 @@ class TrainConfig:
         checkpoint_every: Period of resumable ``last.pt`` checkpoints (0: only at the end).
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
         num_threads: torch intra-op threads (0 keeps torch's default).
+        tensorboard: Also write the metrics as TensorBoard event files in ``out/tensorboard``
+            (:mod:`il_core.metrics_log`).
+        wandb: Also log to Weights & Biases (needs the ``wandb`` package).
+        wandb_project: The W&B project of the run.
     """
 
     steps: int = field(default=3000, metadata={"help": "optimiser steps"})
@@ -80,6 +84,9 @@ class TrainConfig:
     checkpoint_every: int = field(default=0, metadata={"help": "resumable checkpoint period"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda[:N]"})
     num_threads: int = field(default=0, metadata={"help": "torch threads, 0 = default"})
+    tensorboard: bool = field(default=True, metadata={"help": "TensorBoard event files"})
+    wandb: bool = field(default=False, metadata={"help": "log to Weights & Biases"})
+    wandb_project: str = field(default="il_ros", metadata={"help": "W&B project"})
 
     def __post_init__(self) -> None:
         checks = [
@@ -256,25 +263,6 @@ def evaluate_loss(
     return {k: v / max(1, n) for k, v in totals.items()}
 
 
-class _MetricsCSV:
-    """Long-format CSV (step, split, name, value): any policy can log any metric."""
-
-    def __init__(self, path: Path, append: bool) -> None:
-        new = not (append and path.exists())
-        self._f = path.open("a" if append else "w", newline="", encoding="utf-8")
-        self._w = csv.writer(self._f)
-        if new:
-            self._w.writerow(["step", "split", "name", "value"])
-
-    def write(self, step: int, split: str, metrics: dict[str, float]) -> None:
-        for k, v in metrics.items():
-            self._w.writerow([step, split, k, f"{v:.6g}"])
-        self._f.flush()
-
-    def close(self) -> None:
-        self._f.close()
-
-
 def train(
     data: Sequence[str | Path],
     out: str | Path,
@@ -291,7 +279,8 @@ def train(
     Args:
         data: Dataset directories (several are aggregated; specs must match).
         out: Output directory: ``policy.pt`` (final), ``last.pt`` (resumable),
-            ``metrics.csv``, ``config.yaml`` (resolved config).
+            ``metrics.csv``, ``tensorboard/`` (unless ``train.tensorboard: false``),
+            ``config.yaml`` (resolved config).
         raw_config: ``{policy: {...}, train: {...}}`` (YAML merged with ``--set``).
         policy_name: Overrides ``policy.name``.
         seed: Seeds weights, the split and batch order.
@@ -364,7 +353,14 @@ def train(
     if dist_info.main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-        metrics = _MetricsCSV(out / "metrics.csv", append=resume is not None)
+        metrics = open_run_log(
+            out,
+            tensorboard=cfg.tensorboard,
+            wandb=cfg.wandb,
+            wandb_project=cfg.wandb_project,
+            config=resolved,
+            append=resume is not None,
+        )
     k, h = policy.n_obs_steps, policy.horizon
     # Windows without any expert label (a released deadman in a DAgger round) would add
     # nothing but zero-loss samples to each batch.
