@@ -131,6 +131,12 @@ def checkpoint_summary(path: Path) -> dict[str, Any]:
     }
 
 
+def _cmd_view(args: argparse.Namespace) -> dict[str, Any]:
+    from il_core.view import view_episode
+
+    return view_episode(args.data, args.episode, args.out, args.spawn)
+
+
 def _cmd_info(args: argparse.Namespace) -> dict[str, Any]:
     path = Path(args.path)
     if path.is_dir():
@@ -236,6 +242,18 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="summarise a dataset directory or a checkpoint")
     i.add_argument("path")
     i.set_defaults(func=_cmd_info)
+
+    v = sub.add_parser("view", help="an episode in the Rerun viewer (.rrd file)")
+    v.add_argument("data", help="dataset directory")
+    v.add_argument("--episode", type=int, default=0, help="episode index (-1: the last)")
+    v.add_argument("--out", default=None, help="the .rrd file (default DATA-NAME_episode_N.rrd)")
+    v.add_argument(
+        "--spawn",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="open the viewer (default: where a display is available)",
+    )
+    v.set_defaults(func=_cmd_view)
 
     # Algorithms beyond plain cloning (il_core/algos/*) add their own subcommands.
     from il_core.algos import cli_modules
