@@ -11,7 +11,9 @@ import pytest
 from il_core.data import DatasetWriter
 from il_core.spec import ActionSpec, DatasetSpec, FeatureSpec
 
-rr = pytest.importorskip("rerun", reason="rerun-sdk is in requirements-dev.txt")
+rr = pytest.importorskip(
+    "rerun", reason="rerun-sdk is not installed (requirements-dev.txt has it on Python 3.11+)"
+)
 from rerun.chunk import RrdReader  # noqa: E402
 
 
