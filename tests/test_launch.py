@@ -432,7 +432,13 @@ def test_readme_robot_commands_against_the_sim_robot(env, ws, tmp_path):
             human.run(1.0)
             sent = dag.interrupt()
             human.run(0.5)
-            dag.assert_clean_exit({"inference", "teleop", "dagger"}, dag.wait(30))
+            # Three nodes start at once here beside the robot and this test on 2 cores: in
+            # their first second an observation can reach the inference node later than its
+            # max_age_s (2 of about 10 runs, 163-169 ms for 150), and the node rightly
+            # stops safely and says so. Nothing else may warn.
+            dag.assert_clean_exit(
+                {"inference", "teleop", "dagger"}, dag.wait(30), r"safe stop: observation stale"
+            )
             probe.wait_for(lambda: _zero_after(cmds, sent), 5, "the DAgger node's safe stop")
         finally:
             dag.kill()
