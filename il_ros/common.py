@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -226,6 +227,7 @@ def spin_node(
             raise  # not a start-up error: the node was running
         get_logger(name or "il_ros").error(str(e))
         code = 2
+        _destroy_half_built_nodes(e)
     except ExternalShutdownException:
         pass
     finally:
@@ -265,6 +267,31 @@ TEARDOWN_TIMEOUT_S = 3.0
 #: Seconds between a stop signal and the start of the node's shutdown work after which the
 #: stack of every thread is printed: the control loop is stuck somewhere.
 STOP_STALL_S = 3.0
+
+
+def _destroy_half_built_nodes(error: BaseException) -> None:
+    """Destroy the node whose constructor raised ``error``, while the context still lives.
+
+    A node that refuses its configuration raises from its ``__init__`` after rclpy's
+    ``Node.__init__`` created its handle, publishers and parameter services. Left to the
+    garbage collector, that half-built node was destroyed implicitly when the exception
+    went out of scope, and once under Python 3.10 rclpy crashed there (SIGSEGV instead of
+    exit code 2, in a CI run of the suite; 80 such exits by hand did not repeat it). ``Node.destroy_node`` (rclpy's own, not a
+    subclass's, which may expect attributes the constructor never set) destroys it in
+    order; the traceback's frames are then cleared so nothing refers to it any more.
+    """
+    tb = error.__traceback__
+    seen: set[int] = set()
+    while tb is not None:
+        for value in list(tb.tb_frame.f_locals.values()):
+            if isinstance(value, Node) and id(value) not in seen:
+                seen.add(id(value))
+                try:
+                    Node.destroy_node(value)
+                except Exception:  # a half-built node: destroy what exists, never raise
+                    pass
+        tb = tb.tb_next
+    traceback.clear_frames(error.__traceback__)
 
 
 def _exit_after_hung_teardown(code: int) -> None:

@@ -76,3 +76,41 @@ def test_a_node_that_stops_at_once_prints_no_report():
     assert rc == 0 and "on_exit ran" in out, (rc, out)
     assert "has not begun its shutdown" not in out and "Thread 0x" not in out, out
     assert took < STOP_STALL_S, took
+
+
+REFUSED = textwrap.dedent(
+    """
+    import sys
+    from rclpy.node import Node
+    from std_msgs.msg import String
+    from il_core.config import ConfigError
+    from il_ros.common import spin_node
+
+    destroy = Node.destroy_node
+
+    def spy(self):
+        print("destroyed", self.get_name(), flush=True)
+        return destroy(self)
+
+    Node.destroy_node = spy
+
+    class Refusing(Node):
+        def __init__(self):
+            super().__init__("refusing")
+            self.create_publisher(String, "~/out", 1)
+            raise ConfigError("parameter 'mapping_file' is required")
+
+    sys.exit(spin_node(Refusing))
+    """
+)
+
+
+def test_a_node_that_refuses_its_config_is_destroyed_before_exit_2():
+    # Left to the garbage collector, the half-built node once crashed rclpy (SIGSEGV).
+    proc = subprocess.run(
+        [sys.executable, "-c", REFUSED], capture_output=True, text=True, timeout=60
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    assert "destroyed refusing" in out and "parameter 'mapping_file' is required" in out, out
+    assert "Traceback" not in out, out
