@@ -276,9 +276,10 @@ def _destroy_half_built_nodes(error: BaseException) -> None:
     ``Node.__init__`` created its handle, publishers and parameter services. Left to the
     garbage collector, that half-built node was destroyed implicitly when the exception
     went out of scope, and once under Python 3.10 rclpy crashed there (SIGSEGV instead of
-    exit code 2, in a CI run of the suite; 80 such exits by hand did not repeat it). ``Node.destroy_node`` (rclpy's own, not a
-    subclass's, which may expect attributes the constructor never set) destroys it in
-    order; the traceback's frames are then cleared so nothing refers to it any more.
+    exit code 2, in a CI run of the suite; 80 such exits by hand did not repeat it).
+    ``Node.destroy_node`` (rclpy's own, not a subclass's, which may expect attributes the
+    constructor never set) destroys it in order; the traceback's frames are then cleared
+    so nothing refers to it any more.
     """
     tb = error.__traceback__
     seen: set[int] = set()
