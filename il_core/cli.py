@@ -63,11 +63,10 @@ def _cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
         max_steps=args.max_steps,
     )
     if args.tensorboard:
-        from il_core.checkpoint import read_checkpoint
         from il_core.metrics_log import log_evaluation
 
         ckpt = Path(args.checkpoint)
-        step = int(read_checkpoint(ckpt).get("train", {}).get("step") or 0)
+        step = int(result.get("checkpoint_step") or 0)
         if log_evaluation(ckpt, step, args.env, result):
             result["tensorboard"] = str(ckpt.parent / "tensorboard")
     return result

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from il_core.checkpoint import CheckpointError, load_policy
+from il_core.checkpoint import CheckpointError, policy_from_checkpoint_dict, read_checkpoint
 from il_core.envs import GymAdapter, make_env
 from il_core.execution import PolicyExecutor
 from il_core.policies import Policy
@@ -60,10 +60,17 @@ def evaluate(
 
     Returns:
         ``episodes``, ``mean_return``, ``std_return``, ``success_rate`` (``None`` if the env
-        defines no success), ``mean_length``, ``seed``, ``env``, ``steps_per_s``.
+        defines no success), ``mean_length``, ``seed``, ``env``, ``steps_per_s``, and
+        ``checkpoint_step`` (the training step of a checkpoint file).
     """
-    policy = checkpoint if isinstance(checkpoint, Policy) else load_policy(checkpoint)
-    where = "policy" if isinstance(checkpoint, Policy) else str(checkpoint)
+    step = None
+    if isinstance(checkpoint, Policy):
+        policy, where = checkpoint, "policy"
+    else:
+        where = str(checkpoint)
+        data = read_checkpoint(checkpoint)
+        policy = policy_from_checkpoint_dict(data, where)
+        step = data.get("train", {}).get("step")
     render_mode = "rgb_array" if video else None
     if video:
         # Off-screen rendering: keep SDL (pygame, used by classic-control envs) from looking
@@ -107,6 +114,8 @@ def evaluate(
         "seed": seed,
         "steps_per_s": sum(r.length for r in results) / max(elapsed, 1e-9),
     }
+    if step is not None:
+        summary["checkpoint_step"] = int(step)
     if video and frames:
         write_video(video, frames, fps=float(policy.spec.control_rate_hz))
         summary["video"] = str(video)

@@ -295,14 +295,17 @@ def _destroy_half_built_nodes(error: BaseException) -> None:
     traceback.clear_frames(error.__traceback__)
 
 
-def _exit_after_hung_teardown(code: int) -> None:
-    print(
-        f"il_ros: the ROS teardown did not finish in {TEARDOWN_TIMEOUT_S:g} s after a complete "
-        "shutdown; exiting without it. Where each thread was:",
-        file=sys.stderr,
-        flush=True,
-    )
+def _dump_stacks(headline: str) -> None:
+    """Print ``headline`` and the Python stack of every thread to stderr."""
+    print(f"il_ros: {headline}; where each thread is:", file=sys.stderr, flush=True)
     faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+
+
+def _exit_after_hung_teardown(code: int) -> None:
+    _dump_stacks(
+        f"the ROS teardown did not finish in {TEARDOWN_TIMEOUT_S:g} s after a complete "
+        "shutdown, exiting without it"
+    )
     os._exit(code)
 
 
@@ -311,7 +314,7 @@ class _StopStallReport:
 
     A node that ignores Ctrl-C is the worst kind of robot fault to debug: ``ros2 launch``
     escalates to SIGTERM after 5 s and SIGKILL after 10 more, and the log says only that the
-    process "failed to terminate". Once in a few hundred launches here a recorder did not
+    process "failed to terminate". Once in about 150 launches here a recorder did not
     leave its spin loop after SIGINT; this report says where it was.
 
     The signal is noticed without the main thread: Python's C-level handler writes the
@@ -342,13 +345,9 @@ class _StopStallReport:
             signalled = False
         if not signalled or self._stopping.wait(STOP_STALL_S):
             return
-        print(
-            f"il_ros: {self.name} has not begun its shutdown {STOP_STALL_S:g} s after a stop "
-            "signal; where each thread is:",
-            file=sys.stderr,
-            flush=True,
+        _dump_stacks(
+            f"{self.name} has not begun its shutdown {STOP_STALL_S:g} s after a stop signal"
         )
-        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
 
     def stopping(self) -> None:
         """The spin loop has ended: shutdown work begins."""

@@ -45,3 +45,13 @@ def rng() -> np.random.Generator:
 def tmp_dataset_dir(tmp_path: Path) -> Path:
     """Path for a new dataset inside the test's tmp dir; not created (writers create it)."""
     return tmp_path / "dataset"
+
+
+@pytest.fixture(scope="session")
+def cartpole_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four scripted-expert CartPole episodes (seed 0): a dataset for training-loop tests."""
+    from il_core.collect import collect
+
+    out = tmp_path_factory.mktemp("cartpole") / "data"
+    collect("CartPole-v1", "auto", 4, 0, out)
+    return out

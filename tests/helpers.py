@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from typing import Any
+
 import numpy as np
 
 from il_core.constants import ACTION, ACTION_MASK, OBS, OBS_MASK
@@ -47,3 +52,28 @@ def random_batch(
         ACTION: act,
         ACTION_MASK: np.ones((b, h), bool),
     }
+
+
+#: A training config that takes about a second on CartPole (tests of the loop, not quality).
+FAST_TRAIN = {
+    "policy": {"hidden_dims": [16, 16]},
+    "train": {"steps": 60, "batch_size": 64, "log_every": 20, "val_every": 30, "num_threads": 1},
+}
+
+
+def il_core(*args: Any, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``python -m il_core ARGS`` as a script would; fail on a non-zero exit if ``check``."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "il_core", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+def il_core_json(*args: Any) -> dict:
+    """:func:`il_core` that succeeds, and the JSON line it printed last."""
+    return json.loads(il_core(*args).stdout.strip().splitlines()[-1])

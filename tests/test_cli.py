@@ -1,22 +1,10 @@
 """The il-core command line as scripts use it: real subprocesses, JSON on stdout."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-
-def il_core(*args, check=True):
-    proc = subprocess.run(
-        [sys.executable, "-m", "il_core", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if check:
-        assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc
+from tests.helpers import il_core
 
 
 @pytest.fixture(scope="module")

@@ -46,17 +46,19 @@ def bad_mapping(tmp_path):
     return path
 
 
+def _start_all(probe, nodes, tmp_path, **params):
+    """Start every node of a ``{module: (params_file, extra params)}`` table."""
+    procs = {}
+    for module, (params_file, extra) in nodes.items():
+        own = {k: v.replace("{tmp}", str(tmp_path)) for k, v in extra.items()}
+        procs[module] = probe.start_node(module, params_file=params_file, params={**params, **own})
+    return procs
+
+
 def test_plain_nodes_refuse_a_bad_mapping_in_one_line(bad_mapping, tmp_path):
     probe = RosProbe("errors_plain_probe")
     try:
-        procs = {}
-        for module, (params_file, extra) in PLAIN.items():
-            params = {k: v.replace("{tmp}", str(tmp_path)) for k, v in extra.items()}
-            procs[module] = probe.start_node(
-                module,
-                params_file=params_file,
-                params={"mapping_file": str(bad_mapping), **params},
-            )
+        procs = _start_all(probe, PLAIN, tmp_path, mapping_file=str(bad_mapping))
         codes = {m: p.wait(60) for m, p in procs.items()}
     finally:
         probe.close()
@@ -90,14 +92,9 @@ def test_plain_nodes_require_a_mapping(tmp_path):
 def test_lifecycle_nodes_fail_configure_in_one_line_and_stay_up(bad_mapping, tmp_path):
     probe = RosProbe("errors_lifecycle_probe")
     try:
-        procs = {}
-        for module, (params_file, extra) in LIFECYCLE.items():
-            params = {k: v.replace("{tmp}", str(tmp_path)) for k, v in extra.items()}
-            procs[module] = probe.start_node(
-                module,
-                params_file=params_file,
-                params={"mapping_file": str(bad_mapping), "auto_activate": True, **params},
-            )
+        procs = _start_all(
+            probe, LIFECYCLE, tmp_path, mapping_file=str(bad_mapping), auto_activate=True
+        )
         for module, proc in procs.items():
             probe.wait_for(lambda p=proc: _errors(node_log(p)), 60, f"{module}'s error")
         time.sleep(1.0)

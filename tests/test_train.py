@@ -10,21 +10,9 @@ import pytest
 import torch
 
 from il_core.checkpoint import load_policy, read_checkpoint
-from il_core.collect import collect
 from il_core.config import ConfigError
 from il_core.train import split_episodes, train
-
-FAST = {
-    "policy": {"hidden_dims": [16, 16]},
-    "train": {"steps": 60, "batch_size": 64, "log_every": 20, "val_every": 30, "num_threads": 1},
-}
-
-
-@pytest.fixture(scope="module")
-def cartpole_data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cartpole") / "data"
-    collect("CartPole-v1", "auto", 4, 0, out)
-    return out
+from tests.helpers import FAST_TRAIN as FAST
 
 
 def _weights(path):

@@ -1,15 +1,13 @@
 """``il-core view``: an episode as a Rerun recording that Rerun's own reader loads."""
 
-import json
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from il_core.data import DatasetWriter
 from il_core.spec import ActionSpec, DatasetSpec, FeatureSpec
+from tests.helpers import il_core_json
 
 rr = pytest.importorskip(
     "rerun", reason="rerun-sdk is not installed (requirements-dev.txt has it on Python 3.11+)"
@@ -50,25 +48,9 @@ def _rows(path):
 
 
 def test_view_writes_every_stream_of_the_episode_on_its_timeline(tmp_path, data):
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "il_core.cli",
-            "view",
-            str(data),
-            "--episode",
-            "-1",
-            "--out",
-            str(tmp_path / "ep.rrd"),
-            "--no-spawn",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout
-    result = json.loads(out.strip().splitlines()[-1])
+    result = il_core_json(
+        "view", data, "--episode", -1, "--out", tmp_path / "ep.rrd", "--no-spawn"
+    )
     assert result["episode"] == 1 and result["steps"] == 11 and result["success"] is False
     assert result["spawned"] is False
     rows = _rows(tmp_path / "ep.rrd")
