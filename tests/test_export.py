@@ -20,8 +20,6 @@ from il_core.runtime import ExportedConfig, is_torchscript_export, load_runtime_
 from il_core.spec import SpecError
 from tests.helpers import image_spec, random_batch, vector_spec
 
-pytest.importorskip("onnxruntime")
-
 FORMATS = ["onnx", "pt"]
 CASES = {
     "bc": {"hidden_dims": [32, 32]},

@@ -184,7 +184,6 @@ def test_bfloat16_policy_exports(tmp_path):
 
     from il_core.export import ExportedPolicy, export_policy
 
-    pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
     cfg = {**SMALL, "clip_sample": False, "num_inference_steps": 3}
     policy = make_policy("diffusion", {**cfg, "inference_dtype": "bfloat16"}, vector_spec(), STATS)

@@ -26,8 +26,6 @@ from il_core.export import export_policy
 from il_core.policies import make_policy
 from tests.helpers import random_batch, vector_spec
 
-pytest.importorskip("onnxruntime")
-
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 6
 
