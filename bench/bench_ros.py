@@ -665,19 +665,10 @@ def process_memory(pid: int) -> dict[str, Any]:
 
 
 def onnx_export(checkpoint: Path, out: Path) -> Path:
-    """``il-core export`` of a checkpoint to ONNX (what a robot without torch runs)."""
-    import subprocess
+    """What ``il-core export`` does to a checkpoint: ONNX, checked against torch."""
+    from il_core.export import export_checkpoint
 
-    proc = subprocess.run(
-        [sys.executable, "-m", "il_core", "export", "--checkpoint", str(checkpoint)]
-        + ["--out", str(out)],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO_ROOT,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"il-core export failed: {proc.stdout}{proc.stderr}")
+    export_checkpoint(checkpoint, out, "onnx", check=True)
     return out
 
 
