@@ -1,5 +1,7 @@
 """The ``il-core`` command line (also ``python -m il_core``): collect, train, eval, export, info.
 
+Also ``view`` (an episode in Rerun) and ``import-bag`` (rosbag2 -> dataset).
+
 Every sub-command prints its result as one JSON line on stdout (progress and logs go to
 stderr), so scripts can rely on it. Errors in user input exit with status 2 and a message
 naming the file, key or flag.
@@ -136,6 +138,23 @@ def _cmd_view(args: argparse.Namespace) -> dict[str, Any]:
     return view_episode(args.data, args.episode, args.out, args.spawn)
 
 
+def _cmd_import_bag(args: argparse.Namespace) -> dict[str, Any]:
+    from il_core.bag_import import import_bags
+
+    return import_bags(
+        args.bags,
+        args.mapping,
+        args.out,
+        split_on_episode_topic=args.split_on_episode_topic,
+        split_gap_s=args.split_gap,
+        rate_hz=args.rate,
+        action_max_age_s=args.action_max_age,
+        episode_topic=args.episode_topic,
+        deadman_topic=args.deadman_topic,
+        trigger=args.trigger,
+    )
+
+
 def _cmd_info(args: argparse.Namespace) -> dict[str, Any]:
     path = Path(args.path)
     if path.is_dir():
@@ -253,6 +272,44 @@ def build_parser() -> argparse.ArgumentParser:
         help="open the viewer (default: where a display is available)",
     )
     v.set_defaults(func=_cmd_view)
+
+    b = sub.add_parser(
+        "import-bag",
+        help="rosbag2 recordings (MCAP, sqlite3) -> a dataset, as the recorder would record them",
+    )
+    b.add_argument("bags", nargs="+", metavar="BAG", help="bag directory, .mcap or .db3 file")
+    b.add_argument("--mapping", required=True, help="robot mapping YAML (topics <-> keys)")
+    b.add_argument("--out", required=True, help="dataset directory (created or appended)")
+    b.add_argument(
+        "--split-on-episode-topic",
+        action="store_true",
+        help="episodes follow the recorder's episode commands in the bag "
+        "(start/stop/success/failure/discard); default: one bag, one episode",
+    )
+    b.add_argument(
+        "--split-gap",
+        type=float,
+        default=None,
+        metavar="S",
+        help="start a new episode where every mapped stream pauses longer than S seconds",
+    )
+    b.add_argument("--rate", type=float, default=None, help="tick rate (default: the mapping's)")
+    b.add_argument(
+        "--trigger",
+        default=None,
+        metavar="KEY",
+        help="one step per message of this observation (the recorder's trigger parameter)",
+    )
+    b.add_argument(
+        "--action-max-age",
+        type=float,
+        default=0.25,
+        metavar="S",
+        help="a tick is recorded only if the command is at most S old (default 0.25)",
+    )
+    b.add_argument("--episode-topic", default="/il_ros/episode_control")
+    b.add_argument("--deadman-topic", default="/il_ros/deadman")
+    b.set_defaults(func=_cmd_import_bag)
 
     # Algorithms beyond plain cloning (il_core/algos/*) add their own subcommands.
     from il_core.algos import cli_modules

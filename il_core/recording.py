@@ -15,6 +15,13 @@ executed command is known) with ``has_expert_label`` 0, and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from il_core.alignment import AlignedTick
+
 #: Age of each stream's sample at the tick (observation keys in mapping order, then the
 #: command), seconds. 0 for a command the recording node made itself (its safe stop).
 EXTRA_AGE = "obs_age"
@@ -56,3 +63,69 @@ def has_expert_label(expert_fresh: bool, deadman: bool | None) -> bool:
             deadman means the teleop's command is its idle output, not a label.
     """
     return bool(expert_fresh) and deadman is not False
+
+
+#: The recorder's name of the command stream in its :class:`~il_core.alignment.TickAligner`.
+ACTION_STREAM = "action"
+
+_ZERO = np.zeros(1, np.float32)
+_ONE = np.ones(1, np.float32)
+
+
+@dataclass(frozen=True)
+class RecordedStep:
+    """One demonstration step built from an aligned tick (what the writer's ``add_step`` takes).
+
+    Attributes:
+        obs: ``{observation key: value}``, vectors ``(D,)`` float32, images ``(H, W, C)``.
+        action: The command at the tick, ``(A,)`` float32.
+        timestamp: The tick time, seconds.
+        extras: The per-step extras of :func:`recording_extras`.
+    """
+
+    obs: dict[str, np.ndarray]
+    action: np.ndarray
+    timestamp: float
+    extras: dict[str, np.ndarray]
+
+
+def demonstration_step(
+    tick: AlignedTick,
+    stream_names: Sequence[str],
+    deadman: bool | None = None,
+    action_stream: str = ACTION_STREAM,
+) -> RecordedStep | None:
+    """The demonstration step of one recorder tick, or None for a gap.
+
+    The one definition of what a recorded demonstration step is: the live recorder node and
+    the bag import (:mod:`il_core.bag_import`) both call it on ticks of the same aligner, so
+    a bag and a live recording of the same topics give the same steps.
+
+    Args:
+        tick: The aligner's tick (:meth:`~il_core.alignment.TickAligner.sample`).
+        stream_names: The aligner's streams in order: observation keys, then the command.
+        deadman: The teleop's deadman state, None when no deadman is in use.
+        action_stream: Name of the command stream among ``stream_names``.
+
+    Returns:
+        None when the tick is incomplete (a stream missing or stale: not recorded, counted as
+        a gap by the aligner); else the step, labelled as an expert demonstration unless the
+        deadman is released.
+    """
+    if not tick.complete:
+        return None
+    obs = {k: tick.values[k] for k in stream_names if k != action_stream}
+    ages = np.array([tick.ages[k] for k in stream_names], np.float32)
+    delays = np.array([tick.receive_delays[k] for k in stream_names], np.float32)
+    action = tick.values[action_stream]
+    # The command is fresh (the tick is complete); with the deadman released it is the
+    # teleop's idle output, recorded but not a demonstration.
+    labelled = has_expert_label(True, deadman)
+    extras = {
+        EXTRA_AGE: ages,
+        EXTRA_DELAY: delays,
+        EXTRA_INTERVENTION: _ZERO,
+        EXTRA_HAS_LABEL: _ONE if labelled else _ZERO,
+        EXTRA_EXECUTED: action,
+    }
+    return RecordedStep(obs, action, tick.time, extras)

@@ -23,21 +23,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
 from std_msgs.msg import Bool
 
 from il_core.config import ConfigError
 from il_core.data import DatasetError, DatasetWriter
-from il_core.recording import (
-    EXTRA_AGE,
-    EXTRA_DELAY,
-    EXTRA_EXECUTED,
-    EXTRA_HAS_LABEL,
-    EXTRA_INTERVENTION,
-    has_expert_label,
-)
+from il_core.recording import ACTION_STREAM, demonstration_step
 from il_ros.common import (
     LATCHED_QOS,
     declare,
@@ -51,12 +43,6 @@ from il_ros.conversions import decode_command
 from il_ros.episodes import EpisodeSession, mapping_extras
 from il_ros.inputs import ExtraStream, ObservationInputs
 from il_ros.wiring import Endpoint, TopicWatch
-
-ACTION_STREAM = "action"
-
-
-_ZERO = np.zeros(1, np.float32)
-_ONE = np.ones(1, np.float32)
 
 
 class RecorderNode(Node):
@@ -132,6 +118,14 @@ class RecorderNode(Node):
             "demonstration); empty or never published: every step is a label",
             read_only=True,
         )
+        trigger = declare(
+            self,
+            "trigger",
+            "",
+            "observation key whose arrival records a step (one step per message of that "
+            "stream, e.g. per camera frame or joint state); empty: a timer at record_rate_hz",
+            read_only=True,
+        )
         if not mapping_file:
             raise ConfigError(
                 "parameter 'mapping_file' is required: the robot mapping YAML (topics <-> "
@@ -142,6 +136,12 @@ class RecorderNode(Node):
                 f"parameter 'on_incomplete' must be keep or discard, got {on_incomplete!r}"
             )
         self.mapping = load_node_mapping(mapping_file)[1]
+        keys = [o.key for o in self.mapping.observations]
+        if trigger and trigger not in keys:
+            raise ConfigError(
+                f"parameter 'trigger' {trigger!r} is not an observation key of "
+                f"{mapping_file}; use one of {keys} or empty for a timer"
+            )
         self.rate_hz = rate or self.mapping.control_rate_hz
         spec = self.mapping.to_spec(extras=mapping_extras(self.mapping))
         self.writer = DatasetWriter(
@@ -168,6 +168,7 @@ class RecorderNode(Node):
                     "command",
                 )
             ],
+            on_message=(lambda key: key == trigger and self._tick()) if trigger else None,
         )
         self.aligner = self.inputs.aligner
         self.stream_names = list(self.inputs.names)
@@ -186,11 +187,11 @@ class RecorderNode(Node):
             start_metadata={"mapping": self.mapping.to_dict()},
         )
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(1.0 / self.rate_hz, self._tick)
+        if not trigger:
+            self.create_timer(1.0 / self.rate_hz, self._tick)
         self.create_timer(diag_period, self._publish_diagnostics)
-        self.get_logger().info(
-            f"recording {self.stream_names} at {self.rate_hz:g} Hz into {self.writer.root}"
-        )
+        when = f"on each {trigger!r} message" if trigger else f"at {self.rate_hz:g} Hz"
+        self.get_logger().info(f"recording {self.stream_names} {when} into {self.writer.root}")
         self.session.status({"event": "ready", "recovered": self.writer.recovered})
         if auto_start:
             self.session.start()
@@ -202,28 +203,11 @@ class RecorderNode(Node):
         with session.lock:
             if not session.recording:
                 return
-            if not tick.complete:
+            step = demonstration_step(tick, self.stream_names, self.deadman)
+            if step is None:
                 self.get_logger().debug(f"gap: {tick.describe()}")
                 return
-            obs = {k: tick.values[k] for k in self.stream_names if k != ACTION_STREAM}
-            ages = np.array([tick.ages[k] for k in self.stream_names], np.float32)
-            delays = np.array([tick.receive_delays[k] for k in self.stream_names], np.float32)
-            action = tick.values[ACTION_STREAM]
-            # The command is fresh (the tick is complete); with the deadman released it is the
-            # teleop's idle output, recorded but not a demonstration.
-            labelled = has_expert_label(True, self.deadman)
-            session.add_step_locked(
-                obs,
-                action,
-                now,
-                {
-                    EXTRA_AGE: ages,
-                    EXTRA_DELAY: delays,
-                    EXTRA_INTERVENTION: _ZERO,
-                    EXTRA_HAS_LABEL: _ONE if labelled else _ZERO,
-                    EXTRA_EXECUTED: action,
-                },
-            )
+            session.add_step_locked(step.obs, step.action, now, step.extras)
             if self.max_episode_s and now - session.started_at >= self.max_episode_s:
                 session.end_locked(None, "max_episode_s reached")
 
