@@ -707,10 +707,10 @@ def _import_plan(
     """Our spec for the LeRobot features, how to fill each key, and what has no counterpart.
 
     Returns:
-        ``spec``; ``plan`` with ``state`` (list of ``(key, start, stop)`` slices of a vector
-        feature per observation key: ``{key: (feature, start, stop)}``), ``images``
-        (``{key: (feature, dtype)}``), ``extras`` (``{key: feature}``), ``action``,
-        ``timestamps``; ``unmapped`` as ``[{"feature", "action"}]``.
+        ``spec``; ``plan`` with ``vectors`` (``{key: (feature, start, stop)}``: the slice of
+        a LeRobot vector feature that fills each vector observation), ``images``
+        (``{key: (feature, dtype)}``, dtype ``video`` or ``image``) and ``extras``
+        (``{key: feature}``); ``unmapped`` as ``[{"feature", "action"}]``.
     """
     feats = info["features"]
     path = "meta/info.json"
@@ -825,8 +825,9 @@ def _import_plan(
         )
     clash = set(obs) & set(extras)
     for key in clash:  # an extra named like an observation key: keep it under its LeRobot name
-        extras[extra_src[key]] = extras.pop(key)
-        extra_src[extra_src[key]] = extra_src.pop(key)
+        name = extra_src.pop(key)
+        extras[name] = extras.pop(key)
+        extra_src[name] = name
     if old is not None:
         # Our key order (vectors and cameras interleave in a spec), new keys last.
         rank = {k: i for i, k in enumerate(old.observations)}
@@ -942,6 +943,8 @@ def import_lerobot(src: str | Path, out: str | Path) -> dict[str, Any]:
     Args:
         src: LeRobot dataset directory (``meta/info.json`` ...).
         out: Our dataset directory; must not exist or be empty.
+
+    The tabular data is read into memory (camera frames are decoded one episode at a time).
 
     Returns:
         ``{"out", "episodes", "steps", "spec", "mapping", "unmapped", "warnings"}``:
