@@ -702,7 +702,7 @@ def _read_side(root: Path, feats: dict[str, Any], warnings: list[str]) -> dict[s
 
 
 def _import_plan(
-    info: dict[str, Any], side: dict[str, Any] | None, action_max: int | None
+    root: Path, info: dict[str, Any], side: dict[str, Any] | None, action_max: int | None
 ) -> tuple[DatasetSpec, dict[str, Any], list[dict[str, str]]]:
     """Our spec for the LeRobot features, how to fill each key, and what has no counterpart.
 
@@ -713,7 +713,7 @@ def _import_plan(
         (``{key: feature}``); ``unmapped`` as ``[{"feature", "action"}]``.
     """
     feats = info["features"]
-    path = "meta/info.json"
+    path = root / INFO_PATH
     old = side["spec"] if side else None
     obs: dict[str, FeatureSpec] = {}
     extras: dict[str, FeatureSpec] = {}
@@ -765,6 +765,7 @@ def _import_plan(
         elif numeric and len(shape) == 1:
             key = name[len(EXTRAS_PREFIX) :] if name.startswith(EXTRAS_PREFIX) else name
             f = old.extras.get(key) if old is not None else None
+            f = f if f is not None and f.shape == (shape[0],) else None
             extras[key] = FeatureSpec(
                 "vector",
                 (shape[0],),
@@ -940,11 +941,12 @@ def _decode_png_column(values: list[Any], path: Path, key: str) -> np.ndarray:
 def import_lerobot(src: str | Path, out: str | Path) -> dict[str, Any]:
     """Write the LeRobot v3.0 dataset at ``src`` as our dataset at ``out``.
 
+    The tabular data (with image features stored in it) is read into memory; video frames
+    are decoded one episode at a time.
+
     Args:
         src: LeRobot dataset directory (``meta/info.json`` ...).
         out: Our dataset directory; must not exist or be empty.
-
-    The tabular data is read into memory (camera frames are decoded one episode at a time).
 
     Returns:
         ``{"out", "episodes", "steps", "spec", "mapping", "unmapped", "warnings"}``:
@@ -970,6 +972,17 @@ def import_lerobot(src: str | Path, out: str | Path) -> dict[str, Any]:
         [t.select([c for c in t.column_names if not c.startswith("stats/")]) for t in ep_tables],
         promote_options="permissive",
     ).to_pylist()
+    ep_columns = set().union(*(t.column_names for t in ep_tables))
+    required = {"episode_index", "length"}
+    for name, ft in feats.items():
+        if ft["dtype"] == "video":
+            required |= {f"videos/{name}/{c}" for c in ("chunk_index", "file_index")}
+            required.add(f"videos/{name}/from_timestamp")
+    missing = sorted(required - ep_columns)
+    if missing:
+        raise DatasetError(f"episode tables lack the columns {missing}", path=root / EPISODES_DIR)
+    if any(feats[n]["dtype"] == "video" for n in feats) and not info.get("video_path"):
+        raise DatasetError("video features but no video_path", path=root / INFO_PATH)
     episodes.sort(key=lambda r: r["episode_index"])
     tasks = _read_tasks(root)
     data_files = _parquet_files(root, "data")
@@ -977,13 +990,13 @@ def import_lerobot(src: str | Path, out: str | Path) -> dict[str, Any]:
     tables = [(p, _read_table(p)) for p in data_files]
     action_max = None
     if feats.get("action", {}).get("dtype", "").startswith("int"):
-        vals = [_column_array(t, "action", feats["action"], p) for p, t in tables]
-        action_max = int(max(v.max() for v in vals if len(v))) if vals else 0
-        if min(int(v.min()) for v in vals if len(v)) < 0:
+        vals = np.concatenate([_column_array(t, "action", feats["action"], p) for p, t in tables])
+        action_max = int(vals.max()) if vals.size else 0
+        if vals.size and int(vals.min()) < 0:
             raise DatasetError(
                 "integer action has negative classes", path=data_files[0], key="action"
             )
-    spec, plan, unmapped = _import_plan(info, side, action_max)
+    spec, plan, unmapped = _import_plan(root, info, side, action_max)
     for u in unmapped:
         warnings.append(f"feature {u['feature']!r}: {u['action']}")
     for w in warnings:
@@ -992,10 +1005,12 @@ def import_lerobot(src: str | Path, out: str | Path) -> dict[str, Any]:
     # Per-step columns of every data file, by episode.
     by_episode: dict[int, dict[str, np.ndarray]] = {}
     needed = ["episode_index", "frame_index", "timestamp", "action"]
-    needed += sorted({src for src, *_ in plan["vectors"].values()})
+    needed += sorted({name for name, *_ in plan["vectors"].values()})
     needed += list(plan["extras"].values())
     if ORIGINAL_TIMESTAMP in feats:
         needed.append(ORIGINAL_TIMESTAMP)
+    if "task_index" in feats:
+        needed.append("task_index")
     image_cols = [k for k, (name, dtype) in plan["images"].items() if dtype == "image"]
     for p, t in tables:
         cols = {n: _column_array(t, n, feats[n], p) for n in needed}
@@ -1064,7 +1079,7 @@ def import_lerobot(src: str | Path, out: str | Path) -> dict[str, Any]:
                     if ORIGINAL_TIMESTAMP in cols
                     else cols["timestamp"][:, 0].astype(np.float64)
                 )
-                meta = _episode_metadata(r, tasks, warnings)
+                meta = _episode_metadata(r, cols.get("task_index"), tasks, warnings)
                 w.start_episode(meta)
                 for i in range(n):
                     ob = {k: v[i] for k, v in images.items()}
@@ -1114,7 +1129,10 @@ def _read_tasks(root: Path) -> list[str]:
     return out
 
 
-def _episode_metadata(row: dict[str, Any], tasks: list[str], warnings: list[str]) -> dict:
+def _episode_metadata(
+    row: dict[str, Any], task_index: np.ndarray | None, tasks: list[str], warnings: list[str]
+) -> dict:
+    """Our episode metadata: the exported ``metadata`` JSON, and the LeRobot tasks."""
     meta: dict[str, Any] = {}
     raw = row.get("metadata")
     if isinstance(raw, str):
@@ -1124,8 +1142,13 @@ def _episode_metadata(row: dict[str, Any], tasks: list[str], warnings: list[str]
                 meta.update(loaded)
         except json.JSONDecodeError:
             warnings.append(f"episode {row['episode_index']}: metadata is not JSON; dropped")
-    meta["lerobot"] = {
-        "episode_index": int(row["episode_index"]),
-        "tasks": list(row.get("tasks") or []),
-    }
+    e = int(row["episode_index"])
+    used = [] if task_index is None else sorted({int(i) for i in task_index[:, 0]})
+    names = list(row.get("tasks") or [tasks[i] for i in used if i < len(tasks)])
+    if len(used) > 1:
+        warnings.append(
+            f"episode {e}: {len(used)} tasks; which step had which (task_index) is dropped, "
+            "the episode's metadata lerobot.tasks lists them"
+        )
+    meta["lerobot"] = {"episode_index": e, "tasks": names}
     return meta

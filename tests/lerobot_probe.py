@@ -65,12 +65,17 @@ from lerobot.datasets.lerobot_dataset import LeRobotDataset  # noqa: E402
 
 
 def write(root: str) -> None:
-    """Two episodes (5 and 8 frames, two tasks) of state, one AV1 camera and actions."""
+    """Two episodes (5 and 8 frames, two tasks): state, an AV1 camera, a PNG camera, actions."""
     features = {
         "observation.state": {"dtype": "float32", "shape": (3,), "names": ["q0", "q1", "q2"]},
         "observation.images.wrist": {
             "dtype": "video",
             "shape": (48, 64, 3),
+            "names": ["height", "width", "channels"],
+        },
+        "observation.images.top": {
+            "dtype": "image",
+            "shape": (24, 32, 3),
             "names": ["height", "width", "channels"],
         },
         "action": {"dtype": "float32", "shape": (2,), "names": ["vx", "wz"]},
@@ -85,6 +90,7 @@ def write(root: str) -> None:
                 {
                     "observation.state": rng.normal(size=3).astype(np.float32),
                     "observation.images.wrist": img.clip(0, 255).astype(np.uint8),
+                    "observation.images.top": np.full((24, 32, 3), 10 * t + e, np.uint8),
                     "action": np.array([e, t], np.float32),
                     "task": f"task {e}",
                 }

@@ -3,7 +3,8 @@
 - LeRobot 0.4.4 itself (in ``.lerobot-venv``, which ``make test`` creates from
   ``../shared/lerobot-0.4.4``) opens exported datasets with ``LeRobotDataset``: episodes,
   frames per episode, actions, every camera with its shape and images within codec error,
-  ACT-style ``delta_timestamps`` windows; and a dataset LeRobot recorded itself imports.
+  ACT-style ``delta_timestamps`` windows, episodes spread over several data and video files
+  and chunk directories; and a dataset LeRobot recorded itself imports.
   These skip only where ``../shared/lerobot-0.4.4`` is absent; a missing or broken venv
   beside it fails them.
 - Round trips without LeRobot: a camera dataset from ``il-core collect`` (then trained on),
@@ -25,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from il_core import lerobot_format
 from il_core.cli import main
 from il_core.data import DatasetError, DatasetWriter, EpisodeDataset
 from il_core.lerobot_format import export_lerobot, import_lerobot
@@ -183,11 +185,42 @@ def test_lerobot_reads_camera_export(camera_data: Path, camera_export: Path, tmp
     assert "observation.state" not in got["features"]  # this env has no vector observation
 
 
+@pytest.fixture(scope="module")
+def rich_multifile(rich_data: Path) -> Path:
+    """RICH export with file size limits so small that every episode gets its own files."""
+    out = rich_data.parent / "lerobot_multifile"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(lerobot_format, "DATA_FILE_MB", 1e-4)
+        mp.setattr(lerobot_format, "VIDEO_FILE_MB", 1e-4)
+        mp.setattr(lerobot_format, "CHUNKS_SIZE", 2)  # and two files per chunk directory
+        export_lerobot(rich_data, out, task="reach", vcodec="h264")
+    return out
+
+
+def test_multifile_layout_round_trip(rich_data: Path, rich_multifile: Path, tmp_path: Path):
+    files = sorted(str(p.relative_to(rich_multifile)) for p in rich_multifile.rglob("file-*"))
+    assert files == [
+        "data/chunk-000/file-000.parquet",
+        "data/chunk-000/file-001.parquet",
+        "data/chunk-001/file-000.parquet",
+        "meta/episodes/chunk-000/file-000.parquet",
+        *[
+            f"videos/observation.images.{cam}/chunk-00{c}/file-00{f}.mp4"
+            for cam in ("cam_a", "cam_g")
+            for c, f in ((0, 0), (0, 1), (1, 0))
+        ],
+    ]
+    import_lerobot(rich_multifile, tmp_path / "back")
+    src, got = EpisodeDataset(rich_data), EpisodeDataset(tmp_path / "back")
+    assert got.episode_lengths.tolist() == src.episode_lengths.tolist()
+    np.testing.assert_array_equal(_all(got), _all(src))
+    for k in src.spec.image_keys:
+        assert _mae(_all(got, k), _all(src, k)) < MAE_ROUND_TRIP, k
+
+
 @needs_lerobot
-def test_lerobot_reads_rich_export(rich_data: Path, tmp_path: Path):
-    out = tmp_path / "lerobot"
-    export_lerobot(rich_data, out, task="reach", vcodec="h264")
-    got = _check_with_lerobot(rich_data, out, tmp_path)
+def test_lerobot_reads_rich_export(rich_data: Path, rich_multifile: Path, tmp_path: Path):
+    got = _check_with_lerobot(rich_data, rich_multifile, tmp_path)
     assert {"observation.state", "extras.is_intervention", "extras.obs_age"} <= set(
         got["features"]
     )
@@ -202,7 +235,7 @@ def test_import_dataset_recorded_by_lerobot(tmp_path: Path):
     result = import_lerobot(native, tmp_path / "data")
     assert result["unmapped"] == [] and result["warnings"] == []
     ds = EpisodeDataset(tmp_path / "data")
-    assert ds.spec.vector_keys == ["state"] and ds.spec.image_keys == ["wrist"]
+    assert ds.spec.vector_keys == ["state"] and sorted(ds.spec.image_keys) == ["top", "wrist"]
     assert ds.spec.observations["state"].names == ("q0", "q1", "q2")
     assert ds.spec.action.names == ("vx", "wz")
     assert ds.spec.control_rate_hz == 15.0
@@ -214,6 +247,14 @@ def test_import_dataset_recorded_by_lerobot(tmp_path: Path):
     x = np.mgrid[0:48, 0:64][1]
     want = np.stack([128 + 90 * np.sin(x / 9 + 3 / 4 + c) for c in range(3)], -1).clip(0, 255)
     assert _mae(ep.observations["wrist"][3], want) < MAE_ROUND_TRIP
+    # The PNG camera (an image feature in the Parquet files), re-encoded as JPEG.
+    assert (
+        _mae(
+            ep.observations["top"],
+            np.full((8, 24, 32, 3), 1) + 10 * np.arange(8)[:, None, None, None],
+        )
+        < 1.0
+    )
 
 
 def test_camera_round_trip_then_train(
