@@ -389,8 +389,9 @@ def export_lerobot(
 
     if vcodec not in VIDEO_CODECS:
         raise ConfigError(f"--vcodec must be one of {sorted(VIDEO_CODECS)}, got {vcodec!r}")
-    if not 0 <= int(crf) <= 63:
-        raise ConfigError(f"--crf must be in 0..63, got {crf}")
+    top = 63 if vcodec == "libsvtav1" else 51  # the encoders' CRF ranges
+    if isinstance(crf, bool) or not isinstance(crf, int) or not 0 <= crf <= top:
+        raise ConfigError(f"--crf must be an integer in 0..{top} for {vcodec}, got {crf!r}")
     ds = EpisodeDataset(data, allow_state_only=True, cache_images=False)
     spec = ds.spec
     if spec.state_only:
@@ -493,7 +494,7 @@ def export_lerobot(
                             video_key=vkey, chunk_index=video_loc[k][0], file_index=video_loc[k][1]
                         )
                         h, w = frames.shape[1:3]
-                        vf = videos[k] = _VideoFile(path, fps, vcodec, int(crf), h, w)
+                        vf = videos[k] = _VideoFile(path, fps, vcodec, crf, h, w)
                     start = vf.frames
                     for frame in frames:
                         vf.add(frame)
