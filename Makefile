@@ -2,6 +2,7 @@
 #
 #   make demo    create .venv (first run only), then run scripts/demo.sh inside it
 #   make test    create .venv (first run only), then ruff + the whole pytest suite
+#                (and .lerobot-venv where ../shared/lerobot-0.4.4 exists, for test_lerobot.py)
 #
 # The virtualenv is rebuilt only when a requirements file, constraints.txt, setup.py,
 # setup.cfg or package.xml changes (a stamp file records the last install).
@@ -30,6 +31,13 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 # from their sources; ../shared/ros2-tools on the development and CI machines). Without it
 # the tests that run `ros2 launch` skip, saying so; a sourced ROS 2 has the tools already.
 ROS2_TOOLS ?= ../shared/ros2-tools
+# LeRobot 0.4.4, to check that `il-core export-lerobot` writes what LeRobot reads
+# (tests/test_lerobot.py): where this folder exists (../shared/lerobot-0.4.4 on the development
+# and CI machines), `make test` installs it into a venv of its own, LEROBOT_VENV (it pins
+# torch < 2.11 and needs Python 3.11 here). Without the folder those tests skip, saying so.
+LEROBOT ?= ../shared/lerobot-0.4.4
+LEROBOT_VENV ?= .lerobot-venv
+LEROBOT_PYTHON ?= python3.11
 # pip prints errors only (-qq hides its warnings and progress); PIP_FLAGS= for everything.
 PIP_FLAGS ?= -qq
 PYTEST_ARGS ?=
@@ -53,12 +61,23 @@ STAMP_DEPS := $(REQ_FILES) setup.py setup.cfg package.xml \
 	$(filter-out /dev/%,$(wildcard $(CONSTRAINTS))) \
 	$(if $(ROS_REQS),$(wildcard $(ROS2_TOOLS)/install.sh))
 # Run a command with the venv's bin/ first on PATH (as if activated).
-IN_VENV = env PATH="$(abspath $(BIN)):$$PATH" VIRTUAL_ENV="$(abspath $(VENV))"
+# IL_ROS_LEROBOT*: where tests/test_lerobot.py finds LeRobot (LEROBOT, LEROBOT_VENV).
+IN_VENV = env PATH="$(abspath $(BIN)):$$PATH" VIRTUAL_ENV="$(abspath $(VENV))" \
+	IL_ROS_LEROBOT="$(abspath $(LEROBOT))" IL_ROS_LEROBOT_PYTHON="$(abspath $(LEROBOT_VENV))/bin/python"
 
 export PIP_NO_INPUT := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv demo test test-fast lint format bench clean distclean
+LEROBOT_STAMP := $(LEROBOT_VENV)/.il_ros-lerobot-installed
+# torchvision 0.28 from PyPI is a CUDA build: its two kernel modules must not load (README
+# of $(LEROBOT)).
+LEROBOT_CHECK := import sys, types; \
+  [sys.modules.setdefault(m, types.ModuleType(m)) for m in \
+   ("torchvision._meta_registrations", "torchvision._autograd_registrations")]; \
+  from lerobot.datasets.lerobot_dataset import LeRobotDataset; import lerobot; \
+  print("==> LeRobot venv ready:", lerobot.__version__)
+
+.PHONY: help venv lerobot-venv demo test test-fast lint format bench clean distclean
 
 help:
 	@echo "il_ros make targets (PYTHON=$(PYTHON), VENV=$(VENV), ROS=$(ROS)):"
@@ -69,8 +88,10 @@ help:
 	@echo "  make format     ruff format + ruff check --fix"
 	@echo "  make bench      run every bench/*.py"
 	@echo "  make venv       only create/update the virtualenv"
+	@echo "  make lerobot-venv  LeRobot 0.4.4 in $(LEROBOT_VENV), where $(LEROBOT) exists"
 	@echo "  make clean      remove build/, install/, log/ and caches; distclean also the venv"
-	@echo "Variables: PYTHON, VENV, CONSTRAINTS, TORCH_INDEX, ROS2_TOOLS, ROS=system|wheels,"
+	@echo "Variables: PYTHON, VENV, CONSTRAINTS, TORCH_INDEX, ROS2_TOOLS, LEROBOT, LEROBOT_VENV,"
+	@echo "           LEROBOT_PYTHON, ROS=system|wheels,"
 	@echo "           PIP_FLAGS, PYTEST_ARGS, DEMO_ARGS"
 
 venv: $(STAMP)
@@ -121,13 +142,43 @@ $(STAMP): $(STAMP_DEPS)
 	        "| numpy", numpy.__version__, "| il_core", il_core.__version__)'
 	@touch $@
 
+# Idempotent: rebuilt only when the lock file or constraints.txt changes (the stamp records
+# the last install) or the venv's python no longer runs; otherwise a no-op.
+ifneq ($(wildcard $(LEROBOT)/requirements.lock),)
+lerobot-venv: $(LEROBOT_STAMP)
+LEROBOT_BROKEN := $(shell [ -e "$(LEROBOT_STAMP)" ] && \
+  ! "$(LEROBOT_VENV)/bin/python" -c '' >/dev/null 2>&1 && echo lerobot-venv-broken)
+else
+lerobot-venv:
+	@echo "==> no $(LEROBOT): tests/test_lerobot.py's LeRobot checks will skip"
+LEROBOT_BROKEN :=
+endif
+
+.PHONY: lerobot-venv-broken
+lerobot-venv-broken:
+	@echo "==> recreating $(LEROBOT_VENV): its python does not run"
+
+$(LEROBOT_STAMP): $(wildcard $(LEROBOT)/requirements.lock) \
+	$(filter-out /dev/%,$(wildcard $(CONSTRAINTS))) $(LEROBOT_BROKEN)
+	@command -v "$(LEROBOT_PYTHON)" >/dev/null 2>&1 || { \
+	  echo "error: $(LEROBOT) needs '$(LEROBOT_PYTHON)'; pass LEROBOT_PYTHON=/path/to/python3.11" >&2; \
+	  exit 1; }
+	@echo "==> installing LeRobot 0.4.4 into $(LEROBOT_VENV) (about 2 minutes the first time)"
+	rm -rf "$(LEROBOT_VENV)"
+	"$(LEROBOT_PYTHON)" -m venv "$(LEROBOT_VENV)"
+	$(LEROBOT_VENV)/bin/python -m pip install $(PIP_FLAGS) -c $(CONSTRAINTS) --retries 1 --timeout 20 \
+	  $(if $(strip $(TORCH_INDEX)),--extra-index-url $(TORCH_INDEX)) torch
+	$(LEROBOT_VENV)/bin/python -m pip install $(PIP_FLAGS) --no-deps -r $(LEROBOT)/requirements.lock
+	@$(LEROBOT_VENV)/bin/python -c '$(LEROBOT_CHECK)'
+	@touch $@
+
 demo: venv
 	@test -f scripts/demo.sh || { echo "error: scripts/demo.sh not found" >&2; exit 1; }
 	$(IN_VENV) bash scripts/demo.sh $(DEMO_ARGS)
 
 # Runs every check even when an earlier one fails, then fails if any did.
 # pytest's exit code 5 (no tests collected) counts as a failure.
-test: venv
+test: venv lerobot-venv
 	@failed=""; \
 	echo "+ ruff check ."; \
 	$(IN_VENV) ruff check . || failed="$$failed ruff-check"; \
@@ -139,7 +190,7 @@ test: venv
 	if [ $$rc -ne 0 ]; then failed="$$failed pytest(exit-$$rc)"; fi; \
 	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed" >&2; exit 1; fi
 
-test-fast: venv
+test-fast: venv lerobot-venv
 	@echo "+ python -m pytest -m 'not expensive' $(PYTEST_ARGS)"
 	@rc=0; $(IN_VENV) python -m pytest -m "not expensive" $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit code 5)" >&2; fi; \
@@ -167,4 +218,4 @@ clean:
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(LEROBOT_VENV)

@@ -1,6 +1,7 @@
 """The ``il-core`` command line (also ``python -m il_core``): collect, train, eval, export, info.
 
-Also ``view`` (an episode in Rerun) and ``import-bag`` (rosbag2 -> dataset).
+Also ``view`` (an episode in Rerun), ``import-bag`` (rosbag2 -> dataset), ``export-lerobot``
+and ``import-lerobot`` (LeRobot format v3.0).
 
 Every sub-command prints its result as one JSON line on stdout (progress and logs go to
 stderr), so scripts can rely on it. Errors in user input exit with status 2 and a message
@@ -130,6 +131,18 @@ def checkpoint_summary(path: Path) -> dict[str, Any]:
         "config": data["policy"]["config"],
         "spec": data["spec"],
     }
+
+
+def _cmd_export_lerobot(args: argparse.Namespace) -> dict[str, Any]:
+    from il_core.lerobot_format import export_lerobot
+
+    return export_lerobot(args.data, args.out, task=args.task, vcodec=args.vcodec, crf=args.crf)
+
+
+def _cmd_import_lerobot(args: argparse.Namespace) -> dict[str, Any]:
+    from il_core.lerobot_format import import_lerobot
+
+    return import_lerobot(args.src, args.out)
 
 
 def _cmd_view(args: argparse.Namespace) -> dict[str, Any]:
@@ -310,6 +323,38 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--episode-topic", default="/il_ros/episode_control")
     b.add_argument("--deadman-topic", default="/il_ros/deadman")
     b.set_defaults(func=_cmd_import_bag)
+
+    le = sub.add_parser(
+        "export-lerobot",
+        help="write a dataset in LeRobot's format v3.0 (Parquet + MP4 + meta/)",
+        description="Write DATA as a LeRobot v3.0 dataset that LeRobot's LeRobotDataset "
+        "opens; see il_core/lerobot_format.py for how the features map.",
+    )
+    le.add_argument("data", help="dataset directory")
+    le.add_argument("--out", required=True, help="LeRobot dataset directory (new or empty)")
+    le.add_argument(
+        "--task",
+        default=None,
+        help="task string of every step (default: the spec's task or env_id metadata)",
+    )
+    le.add_argument(
+        "--vcodec",
+        choices=["libsvtav1", "h264"],
+        default="libsvtav1",
+        help="camera video codec (libsvtav1: AV1, LeRobot's default)",
+    )
+    le.add_argument("--crf", type=int, default=30, help="video quality, lower is better")
+    le.set_defaults(func=_cmd_export_lerobot)
+
+    li = sub.add_parser(
+        "import-lerobot",
+        help="read a LeRobot v3.0 dataset into a dataset",
+        description="Convert a LeRobot v3.0 dataset directory into a dataset; the JSON "
+        "result lists every LeRobot feature without a counterpart and what was done with it.",
+    )
+    li.add_argument("src", metavar="DIR", help="LeRobot dataset directory (meta/info.json ...)")
+    li.add_argument("--out", required=True, help="dataset directory (new or empty)")
+    li.set_defaults(func=_cmd_import_lerobot)
 
     # Algorithms beyond plain cloning (il_core/algos/*) add their own subcommands.
     from il_core.algos import cli_modules
