@@ -60,9 +60,9 @@ class _FrameFiles:
     inherited descriptors still work (``pread`` has no shared file position).
     """
 
-    def __init__(self, paths: list[Path], max_open: int = MAX_OPEN_FILES):
+    def __init__(self, paths: list[Path], max_open: int | None = None):
         self.paths = paths
-        self._max_open = max_open
+        self._max_open = MAX_OPEN_FILES if max_open is None else max_open
         self._fds: OrderedDict[int, int] = OrderedDict()
         self._lock = threading.Lock()
 
