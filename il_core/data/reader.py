@@ -127,7 +127,10 @@ class EpisodeDataset:
     All vector data (observations, actions, extras, timestamps) is concatenated into flat
     ``(N, ...)`` arrays at construction, so :meth:`window` is a handful of vectorised
     gathers. Camera frames are either decoded once at construction and kept in memory
-    (``cache_images``), or kept encoded in memory and decoded per window.
+    (``cache_images``), or left in their files and read (``os.pread``) and decoded per
+    window, so that a dataset larger than memory trains: memory then holds an index of
+    three int64 per frame, nothing that grows with the frames' size. Video cameras decode
+    from the keyframe at or before each frame (:mod:`il_core.data.videocodec`).
 
     Global step indices run over all episodes in order (roots in the given order, episodes
     by number within a root); episode ``e`` covers
@@ -161,13 +164,14 @@ class EpisodeDataset:
             roots: One dataset directory or a sequence of them (for example the rounds of
                 DAgger). Their specs must match (codec settings and metadata may differ).
             cache_images: True to decode all frames at construction and keep them, False to
-                decode per window, None to cache if the decoded frames fit in
-                ``cache_budget_bytes``.
+                read and decode them per window (frames stay on disk; their zip CRCs are
+                then not checked at open, and a damaged frame fails when decoded), None to
+                cache if the decoded frames fit in ``cache_budget_bytes``.
             cache_budget_bytes: Memory budget for the automatic choice (default 2 GiB).
             on_error: ``"raise"`` (default) raises on the first bad episode; ``"skip"``
                 logs it and loads the others.
-            num_threads: Threads decoding the cache at construction (OpenCV releases the
-                GIL while decoding); default: the number of CPUs.
+            num_threads: Threads decoding the cache at construction (OpenCV and FFmpeg
+                release the GIL while decoding); default: the number of CPUs.
             allow_state_only: Also load datasets of observations without actions
                 (``spec.state_only``), for algorithms that read only their observations
                 (BCO). Their windows have ``ACTION_MASK`` all False and placeholder
@@ -392,14 +396,24 @@ class EpisodeDataset:
         kb = lazy.key_before[uniq]
         # uniq is sorted, so kb is non-decreasing: groups are runs of equal kb.
         cut = np.flatnonzero(np.diff(kb)) + 1
-        bounds = np.concatenate([[0], cut, [uniq.size]]).tolist()
-        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-            g, last = int(kb[lo]), int(uniq[hi - 1])
-            e = int(self._step_episode[g])
+        los = np.concatenate([[0], cut]).astype(np.int64)
+        his = np.concatenate([cut, [uniq.size]]).astype(np.int64)
+        firsts, lasts = kb[los], uniq[his - 1]
+        # Python ints for the loop: numpy scalar arithmetic costs more than the pread.
+        rows = zip(
+            los.tolist(),
+            his.tolist(),
+            firsts.tolist(),
+            lasts.tolist(),
+            self._step_episode[firsts].tolist(),
+            lazy.pos[firsts].tolist(),
+            lazy.end[lasts].tolist(),
+            strict=True,
+        )
+        for lo, hi, g, last, e, start, stop in rows:
             codec = lazy.codecs[e]
             try:
-                start = int(lazy.pos[g])
-                buf = lazy.files.read(e, start, int(lazy.end[last]) - start)
+                buf = lazy.files.read(e, start, stop - start)
                 if codec is None:
                     frames[lo] = decode_image(np.frombuffer(buf, np.uint8), shape)
                     continue
