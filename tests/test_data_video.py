@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from pathlib import Path
 
 import cv2
@@ -308,6 +309,9 @@ def test_lazy_reader_keeps_frames_on_disk(tmp_path: Path, monkeypatch: pytest.Mo
     np.testing.assert_array_equal(ds.window(np.array([n]))[OBS]["cam"][0, 0], pool[(2 + 23) % 16])
     ds.close()
     assert not lazy.files._fds
+    # A pickled copy (a dataset sent to a worker process) opens its own files.
+    copy = pickle.loads(pickle.dumps(ds))
+    np.testing.assert_array_equal(copy.window(np.array([n]))[OBS]["cam"][0, 0], pool[25 % 16])
 
 
 def test_info_lists_video_codec(dataset: tuple[str, Path]) -> None:

@@ -87,6 +87,14 @@ class _FrameFiles:
             while self._fds:
                 os.close(self._fds.popitem()[1])
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled (a dataset sent to a worker process): the paths travel, descriptors and
+        # the lock do not; the copy opens its own files.
+        return {"paths": self.paths, "max_open": self._max_open}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["paths"], state["max_open"])  # type: ignore[misc]
+
 
 class _LazyFrames:
     """One camera's frames over all episodes, left on disk: only an index is in memory.

@@ -54,6 +54,21 @@ MIN_SIZE = {"h264": 2, "av1": 16}
 os.environ.setdefault("SVT_LOG", "1")
 
 
+def _require(name: str, codec: str) -> None:
+    """Raise :class:`CodecError` if PyAV's FFmpeg lacks the encoder or decoder ``name``."""
+    try:
+        import av
+    except ImportError:
+        raise CodecError(
+            f"{codec} cameras need PyAV (pip install av), which is not installed"
+        ) from None
+    if name not in av.codecs_available:
+        raise CodecError(
+            f"this PyAV ({av.__version__}) has no {name} for {codec} cameras; install a PyAV "
+            "whose FFmpeg has libx264, libsvtav1 and libdav1d (the PyPI wheels of av >= 17 do)"
+        )
+
+
 def _padded_size(h: int, w: int, codec: str) -> tuple[int, int]:
     m = MIN_SIZE[codec]
     return max(m, h + h % 2), max(m, w + w % 2)
@@ -96,6 +111,7 @@ class SegmentEncoder:
     """
 
     def __init__(self, feature: FeatureSpec, fps: float):
+        _require(ENCODERS[feature.codec], feature.codec)
         import av
 
         self.feature = feature
@@ -175,6 +191,7 @@ def _decoder(codec: str) -> Any:
     if ctx is None:
         import av
 
+        _require(DECODERS[codec], codec)
         ctx = av.CodecContext.create(DECODERS[codec], "r")
         # Fail on damaged packets instead of concealing them: a corrupt frame is a dataset
         # error to report, not an image to train on.
