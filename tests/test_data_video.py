@@ -319,3 +319,22 @@ def test_info_lists_video_codec(dataset: tuple[str, Path]) -> None:
     summary = dataset_summary(root)
     assert summary["steps"] == sum(LENGTHS)
     assert summary["spec"]["observations"]["cam"]["codec"] == codec
+
+
+@pytest.mark.parametrize("codec", ["h264", "av1"])
+def test_rejected_step_never_reaches_the_encoder(tmp_path: Path, codec: str) -> None:
+    # A step refused for its action (checked after the frame) must not become a frame of
+    # the video: the encoder would keep it as a reference and every later frame would move.
+    spec = spec_for(codec)
+    with DatasetWriter(tmp_path / "ds", spec, flush_every=5, fsync=False) as w:
+        w.start_episode()
+        for t in range(8):
+            obs = {"s": np.array([t], np.float32), "cam": scene(0, t)}
+            if t == 3:
+                with pytest.raises(DatasetError, match="action"):
+                    w.add_step({**obs, "cam": scene(5, 40)}, np.array([np.nan]), t / 30.0)
+            w.add_step(obs, np.array([t], np.float32), t / 30.0)
+        w.end_episode()
+    got = EpisodeDataset(tmp_path / "ds", cache_images=False).episode(0).observations["cam"]
+    assert got.shape == (8, H, W, 3)
+    assert np.abs(got.astype(int) - expected([8])).mean(axis=(1, 2, 3)).max() < 6.0
