@@ -27,7 +27,7 @@ Example::
         topic: /camera/front/image_raw/compressed
         type: sensor_msgs/msg/CompressedImage
         shape: [64, 64, 3]                 # resized to this
-        codec: jpeg                        # storage codec in the dataset
+        codec: jpeg                        # storage in the dataset: jpeg|png|h264|av1
         max_age_s: 0.15
       ee_pose:
         topic: /arm/ee_pose

@@ -338,3 +338,29 @@ def test_rejected_step_never_reaches_the_encoder(tmp_path: Path, codec: str) -> 
     got = EpisodeDataset(tmp_path / "ds", cache_images=False).episode(0).observations["cam"]
     assert got.shape == (8, H, W, 3)
     assert np.abs(got.astype(int) - expected([8])).mean(axis=(1, 2, 3)).max() < 6.0
+
+
+def test_mapping_camera_codecs() -> None:
+    from il_core.config import ConfigError
+    from il_core.mapping import mapping_from_dict
+
+    def mapping(**cam: object) -> dict:
+        return {
+            "control_rate_hz": 30,
+            "observations": {
+                "front": {
+                    "topic": "/cam",
+                    "type": "sensor_msgs/msg/Image",
+                    "shape": [48, 64, 3],
+                    **cam,
+                }
+            },
+            "action": {"topic": "/cmd", "type": "geometry_msgs/msg/Twist", "fields": ["linear.x"]},
+        }
+
+    spec = mapping_from_dict(mapping(codec="h264", gop=15, crf=20)).to_spec()
+    f = spec.observations["front"]
+    assert (f.codec, f.gop, f.crf) == ("h264", 15, 20)
+    assert mapping_from_dict(mapping()).to_spec().observations["front"].codec == "jpeg"
+    with pytest.raises(ConfigError, match="front.*crf"):
+        mapping_from_dict(mapping(codec="av1", crf=99))
