@@ -88,14 +88,13 @@ def _to_yuv(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def _from_yuv(yuv: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """I420 planes of a (padded) frame -> ``(H, W, C)`` uint8, cropped to ``shape``."""
     h, w, c = shape
-    hp = yuv.shape[0] * 2 // 3
     if c == 1:
         return np.ascontiguousarray(yuv[:h, :w, None])
     rgb = cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420)
     if rgb.shape[:2] != (h, w):
         rgb = np.ascontiguousarray(rgb[:h, :w])
-    del hp
     return rgb
 
 
