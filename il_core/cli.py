@@ -93,7 +93,8 @@ def dataset_summary(path: Path) -> dict[str, Any]:
 
     from il_core.data import EpisodeDataset
 
-    ds = EpisodeDataset(path, allow_state_only=True)  # info only reads, never trains
+    # Info only reads, never trains: no frame is decoded (nor read).
+    ds = EpisodeDataset(path, allow_state_only=True, cache_images=False)
     eps = ds.episodes
     labelled = [e.success for e in eps if e.success is not None]
     rates = [e.measured_rate_hz for e in eps if e.measured_rate_hz]

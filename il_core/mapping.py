@@ -27,7 +27,7 @@ Example::
         topic: /camera/front/image_raw/compressed
         type: sensor_msgs/msg/CompressedImage
         shape: [64, 64, 3]                 # resized to this
-        codec: jpeg                        # storage codec in the dataset
+        codec: jpeg                        # storage in the dataset: jpeg|png|h264|av1
         max_age_s: 0.15
       ee_pose:
         topic: /arm/ee_pose
@@ -58,7 +58,7 @@ from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
 from il_core.config import ConfigError, load_yaml
-from il_core.spec import ActionSpec, DatasetSpec, FeatureSpec, SpecError
+from il_core.spec import DEFAULT_GOP, ActionSpec, DatasetSpec, FeatureSpec, SpecError
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 MULTI_ARRAY_TYPES = ("std_msgs/msg/Float32MultiArray", "std_msgs/msg/Float64MultiArray")
@@ -177,8 +177,11 @@ class ObservationSource:
         size: Float32/64MultiArray: expected number of values.
         axes: Joy: axis indices; ``buttons``: button indices (appended as 0/1).
         shape: Images: ``(H, W, C)`` the image is resized to.
-        codec: Images: storage codec in datasets (``jpeg`` or ``png``).
+        codec: Images: storage codec in datasets (``jpeg``, ``png``, or video ``h264`` /
+            ``av1``; see :class:`il_core.spec.FeatureSpec`).
         quality: Images: JPEG quality.
+        gop: Images stored as video: keyframe interval in frames.
+        crf: Images stored as video: constant rate factor (None: the codec's default).
         names: Optional per-element names of a vector (defaults from joints/fields; the key
             for a scalar).
     """
@@ -193,8 +196,10 @@ class ObservationSource:
     axes: tuple[int, ...] = ()
     buttons: tuple[int, ...] = ()
     shape: tuple[int, ...] = ()
-    codec: Literal["jpeg", "png"] = "jpeg"
+    codec: Literal["jpeg", "png", "h264", "av1"] = "jpeg"
     quality: int = 90
+    gop: int = DEFAULT_GOP
+    crf: int | None = None
     names: tuple[str, ...] = ()
 
     @property
@@ -236,7 +241,14 @@ class ObservationSource:
     def to_feature(self) -> FeatureSpec:
         """The :class:`FeatureSpec` this source produces."""
         if self.is_image:
-            return FeatureSpec("image", self.shape, codec=self.codec, quality=self.quality)
+            return FeatureSpec(
+                "image",
+                self.shape,
+                codec=self.codec,
+                quality=self.quality,
+                gop=self.gop,
+                crf=self.crf,
+            )
         return FeatureSpec("vector", (self.dim,), names=self.element_names())
 
 
@@ -383,6 +395,10 @@ def _check_source(src: ObservationSource, where: str) -> None:
     if src.is_image:
         if len(src.shape) != 3 or src.shape[2] not in (1, 3):
             raise ConfigError(f"{where}.shape: images need [H, W, C] with C 1 or 3")
+        try:
+            src.to_feature()  # codec, quality, gop and crf checked where the spec checks them
+        except SpecError as e:
+            raise ConfigError(f"{where}: {e}") from None
     elif t == "sensor_msgs/msg/JointState":
         if not src.joints:
             raise ConfigError(f"{where}.joints: list the joint names to select")

@@ -22,7 +22,17 @@ import numpy as np
 
 FeatureKind = Literal["vector", "image"]
 ActionKind = Literal["continuous", "discrete"]
-ImageCodec = Literal["jpeg", "png"]
+ImageCodec = Literal["jpeg", "png", "h264", "av1"]
+
+#: Image codecs that store each frame on its own (any frame decodes alone).
+FRAME_CODECS = ("jpeg", "png")
+#: Video codecs (:mod:`il_core.data.videocodec`): frames depend on the keyframe before them.
+VIDEO_CODECS = ("h264", "av1")
+#: Default keyframe interval of video cameras: a random frame costs on average about half of
+#: it in decoded frames (see docs/benchmarks.md, "Video storage").
+DEFAULT_GOP = 10
+#: Default constant rate factor per video codec (x264's own default; SVT-AV1's 35).
+DEFAULT_CRF = {"h264": 23, "av1": 35}
 
 
 class SpecError(ValueError):
@@ -53,9 +63,15 @@ class FeatureSpec:
         shape: Array shape of one step, without any batch or time dimension.
         names: Optional per-element names for vectors (joint names, state names).
         units: Optional per-element units for vectors (``"rad"``, ``"m/s"``).
-        codec: Image storage codec: ``"jpeg"`` (lossy) or ``"png"`` (lossless). Ignored for
-            vectors.
-        quality: JPEG quality 1..100 (ignored for PNG and vectors).
+        codec: Image storage codec: ``"jpeg"`` (lossy, the default) or ``"png"``
+            (lossless), one file per frame; or ``"h264"`` / ``"av1"`` (lossy video, yuv420p,
+            far smaller; see :mod:`il_core.data.videocodec`). Ignored for vectors.
+        quality: JPEG quality 1..100 (ignored otherwise).
+        gop: Video codecs: keyframe interval in frames (>= 1; 1 = every frame a keyframe).
+            Reading a random frame decodes forward from the keyframe at or before it, so
+            random access costs about ``gop / 2`` decoded frames. Ignored otherwise.
+        crf: Video codecs: constant rate factor (lower is better quality), None for the
+            codec's default (:data:`DEFAULT_CRF`): 0..51 for h264, 0..63 for av1.
     """
 
     kind: FeatureKind
@@ -64,6 +80,8 @@ class FeatureSpec:
     units: tuple[str, ...] | None = None
     codec: ImageCodec = "jpeg"
     quality: int = 90
+    gop: int = DEFAULT_GOP
+    crf: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
@@ -83,10 +101,28 @@ class FeatureSpec:
                 raise SpecError(
                     f"image feature shape must be (H, W, C) with C in 1|3, got {self.shape}"
                 )
-            if self.codec not in ("jpeg", "png"):
-                raise SpecError(f"image codec must be 'jpeg' or 'png', got {self.codec!r}")
+            codecs = FRAME_CODECS + VIDEO_CODECS
+            if self.codec not in codecs:
+                raise SpecError(
+                    f"image codec must be one of {'|'.join(codecs)}, got {self.codec!r}"
+                )
             if not 1 <= int(self.quality) <= 100:
                 raise SpecError(f"jpeg quality must be in 1..100, got {self.quality}")
+            if isinstance(self.gop, bool) or not isinstance(self.gop, int) or self.gop < 1:
+                raise SpecError(
+                    f"video gop (keyframe interval) must be an integer >= 1, got {self.gop!r}"
+                )
+            if self.crf is not None:
+                top = 51 if self.codec == "h264" else 63
+                if (
+                    isinstance(self.crf, bool)
+                    or not isinstance(self.crf, int)
+                    or not (0 <= self.crf <= top)
+                ):
+                    raise SpecError(
+                        f"video crf must be an integer in 0..{top} for {self.codec}, "
+                        f"got {self.crf!r}"
+                    )
 
     @property
     def dtype(self) -> np.dtype:
@@ -102,14 +138,23 @@ class FeatureSpec:
         else:
             d["codec"] = self.codec
             d["quality"] = int(self.quality)
+            if self.codec in VIDEO_CODECS:
+                # Only for video cameras, so JPEG/PNG specs (and old files) are unchanged.
+                d["gop"] = int(self.gop)
+                d["crf"] = self.crf
         return d
+
+    @property
+    def is_video(self) -> bool:
+        """Whether this image feature is stored as video (h264 or av1)."""
+        return self.kind == "image" and self.codec in VIDEO_CODECS
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "feature") -> FeatureSpec:
         """Build from a dict, raising :class:`SpecError` that names ``where`` on bad input."""
         if not isinstance(d, dict):
             raise SpecError(f"{where}: expected a mapping, got {type(d).__name__}")
-        allowed = {"kind", "shape", "names", "units", "codec", "quality"}
+        allowed = {"kind", "shape", "names", "units", "codec", "quality", "gop", "crf"}
         unknown = set(d) - allowed
         if unknown:
             raise SpecError(f"{where}: unknown keys {sorted(unknown)}; allowed {sorted(allowed)}")
@@ -121,6 +166,8 @@ class FeatureSpec:
                 units=_tuple_or_none(d.get("units"), str),
                 codec=d.get("codec", "jpeg"),
                 quality=int(d.get("quality", 90)),
+                gop=d.get("gop", DEFAULT_GOP),
+                crf=d.get("crf"),
             )
         except KeyError as e:
             raise SpecError(f"{where}: missing key {e.args[0]!r}") from None

@@ -2,7 +2,9 @@
 
 The child writer is this file run as a script (``python tests/test_data_crash.py child ...``):
 it generates every step deterministically from ``(episode id, step)``, so the parent can
-check stored contents exactly, and reports progress on stdout.
+check stored contents exactly, and reports progress on stdout. The camera is stored as PNG
+(compared exactly) or as video (h264, av1: every chunk is its own segment; compared within
+a coding tolerance), so the same crashes are checked for every storage.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -26,13 +29,18 @@ from il_core.spec import ActionSpec, DatasetSpec, FeatureSpec
 
 REPO = Path(__file__).resolve().parents[1]
 FLUSH_EVERY = 4
+CODECS = ["png", "h264", "av1"]
+# Mean absolute error allowed for the lossy video codecs on the smooth frames of make_step.
+VIDEO_TOLERANCE = 6.0
 
 
-def crash_spec() -> DatasetSpec:
+def crash_spec(codec: str = "png") -> DatasetSpec:
     return DatasetSpec(
         observations={
             "q": FeatureSpec("vector", (3,)),
-            "cam": FeatureSpec("image", (12, 16, 3), codec="png"),
+            "cam": FeatureSpec(
+                "image", (12, 16, 3), codec=codec, gop=3, crf=None if codec == "png" else 12
+            ),  # type: ignore[arg-type]
         },
         action=ActionSpec("continuous", dim=2),
         control_rate_hz=30.0,
@@ -44,24 +52,30 @@ def episode_length(ep: int) -> int:
     return 5 + (ep * 7) % 11
 
 
-def make_step(ep: int, t: int) -> tuple[dict, np.ndarray, float, dict]:
+def make_step(ep: int, t: int, codec: str = "png") -> tuple[dict, np.ndarray, float, dict]:
     rng = np.random.default_rng([ep, t])
-    obs = {
-        "q": rng.normal(size=3).astype(np.float32),
-        "cam": rng.integers(0, 256, size=(12, 16, 3), dtype=np.uint8),
-    }
+    if codec == "png":
+        cam = rng.integers(0, 256, size=(12, 16, 3), dtype=np.uint8)
+    else:
+        # Distinct per step, smooth in brightness and one tint per frame: what 4:2:0 video
+        # keeps within a small error even at 12x16 (random colours per pixel it does not).
+        coarse = rng.integers(30, 200, size=(3, 4), dtype=np.uint8)
+        luma = cv2.resize(coarse, (16, 12), interpolation=cv2.INTER_LINEAR)
+        tint = rng.integers(0, 50, size=3)
+        cam = (luma[:, :, None].astype(int) + tint).astype(np.uint8)
+    obs = {"q": rng.normal(size=3).astype(np.float32), "cam": cam}
     return obs, rng.normal(size=2).astype(np.float32), 10.0 * ep + t / 30.0, {"flag": [t % 2]}
 
 
-def child_main(root: str, first_ep: int, block_ep: int, block_steps: int) -> None:
+def child_main(root: str, first_ep: int, block_ep: int, block_steps: int, codec: str) -> None:
     """Write episodes first_ep, first_ep + 1, ... forever; block inside episode block_ep."""
-    w = DatasetWriter(root, crash_spec(), flush_every=FLUSH_EVERY, on_incomplete="keep")
+    w = DatasetWriter(root, crash_spec(codec), flush_every=FLUSH_EVERY, on_incomplete="keep")
     print("START", flush=True)
     ep = first_ep
     while True:
         w.start_episode({"ep": ep})
         for t in range(episode_length(ep)):
-            obs, action, ts, extras = make_step(ep, t)
+            obs, action, ts, extras = make_step(ep, t, codec)
             w.add_step(obs, action, ts, {k: np.asarray(v, np.float32) for k, v in extras.items()})
             if ep == block_ep and t + 1 == block_steps:
                 print(f"READY {ep} {t + 1}", flush=True)
@@ -76,7 +90,14 @@ class Child:
 
     alive: list[Child] = []  # killed at test teardown, so a failing test leaves no sleeper
 
-    def __init__(self, root: Path, first_ep: int = 0, block_ep: int = -1, block_steps: int = 0):
+    def __init__(
+        self,
+        root: Path,
+        first_ep: int = 0,
+        block_ep: int = -1,
+        block_steps: int = 0,
+        codec: str = "png",
+    ):
         paths = [str(REPO), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
         self.proc = subprocess.Popen(
@@ -88,6 +109,7 @@ class Child:
                 str(first_ep),
                 str(block_ep),
                 str(block_steps),
+                codec,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -144,11 +166,20 @@ def done_episodes(lines: list[str]) -> dict[int, str]:
     return {int(p[1]): p[2] for p in (ln.split() for ln in lines) if p[0] == "DONE"}
 
 
-def check_dataset(root: Path) -> EpisodeDataset:
-    """Load, and compare every episode with what the child generated for it."""
+def check_dataset(root: Path, codec: str = "png") -> EpisodeDataset:
+    """Load, and compare every episode with what the child generated for it.
+
+    Frames are read both ways: decoded per window (from the keyframe before, for video)
+    and decoded once into the cache.
+    """
     ds = EpisodeDataset(root, cache_images=False)
+    cached = EpisodeDataset(root, cache_images=True)
+    assert cached.num_episodes == ds.num_episodes
     for i in range(ds.num_episodes):
         ep = ds.episode(i)
+        np.testing.assert_array_equal(
+            cached.episode(i).observations["cam"], ep.observations["cam"]
+        )
         e = ep.info.metadata["ep"]
         n = ep.info.length
         full = episode_length(e)
@@ -163,9 +194,13 @@ def check_dataset(root: Path) -> EpisodeDataset:
             assert ep.info.success is (e % 2 == 0)
             assert ep.info.metadata == {"ep": e, "len": full}
         for t in range(n):
-            obs, action, ts, extras = make_step(e, t)
+            obs, action, ts, extras = make_step(e, t, codec)
             np.testing.assert_array_equal(ep.observations["q"][t], obs["q"])
-            np.testing.assert_array_equal(ep.observations["cam"][t], obs["cam"])
+            if codec == "png":
+                np.testing.assert_array_equal(ep.observations["cam"][t], obs["cam"])
+            else:
+                err = np.abs(ep.observations["cam"][t].astype(int) - obs["cam"]).mean()
+                assert err < VIDEO_TOLERANCE, (e, t, err)
             np.testing.assert_array_equal(ep.actions[t], action)
             assert ep.timestamps[t] == ts
             assert ep.extras["flag"][t, 0] == extras["flag"][0]
@@ -176,11 +211,14 @@ def in_progress_dirs(root: Path) -> list[Path]:
     return sorted((root / "episodes").glob(".inprogress-*"))
 
 
+@pytest.mark.parametrize("codec", CODECS)
 @pytest.mark.parametrize("mode", ["keep", "discard"])
-def test_sigkill_mid_episode(tmp_path: Path, mode: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_sigkill_mid_episode(
+    tmp_path: Path, mode: str, codec: str, caplog: pytest.LogCaptureFixture
+) -> None:
     root = tmp_path / "ds"
     # Episode 3 has 5 + 21 % 11 = 15 steps; block after 10 of them: 8 flushed, 2 not.
-    child = Child(root, block_ep=3, block_steps=10)
+    child = Child(root, block_ep=3, block_steps=10, codec=codec)
     child.wait_for("READY")
     # While the writer lives, its in-progress dir is untouchable from another process.
     (inprog,) = in_progress_dirs(root)
@@ -194,12 +232,12 @@ def test_sigkill_mid_episode(tmp_path: Path, mode: str, caplog: pytest.LogCaptur
     assert sorted(done_episodes(lines)) == [0, 1, 2]
 
     # Completed episodes are intact before any recovery.
-    ds = check_dataset(root)
+    ds = check_dataset(root, codec)
     assert ds.num_episodes == 3 and not any(e.recovered for e in ds.episodes)
     done = recover(root, mode)
     assert len(done) == 1 and inprog.name in done[0]
     assert in_progress_dirs(root) == []
-    ds = check_dataset(root)
+    ds = check_dataset(root, codec)
     if mode == "keep":
         assert ds.num_episodes == 4
         last = ds.episodes[3]
@@ -213,7 +251,8 @@ def test_sigkill_mid_episode(tmp_path: Path, mode: str, caplog: pytest.LogCaptur
     assert recover(root, mode) == []  # nothing left to do
 
 
-def test_sigkill_at_random_moments(tmp_path: Path) -> None:
+@pytest.mark.parametrize("codec", CODECS)
+def test_sigkill_at_random_moments(tmp_path: Path, codec: str) -> None:
     root = tmp_path / "ds"
     rng = np.random.default_rng(1234)
     reported: dict[int, str] = {}
@@ -221,16 +260,16 @@ def test_sigkill_at_random_moments(tmp_path: Path) -> None:
     delays = [0.0, *rng.uniform(0.05, 0.4, size=5)]
     for run, delay in enumerate(delays):
         # Each child first recovers what the previous one left (on_incomplete="keep").
-        child = Child(root, first_ep=1000 * run)
+        child = Child(root, first_ep=1000 * run, codec=codec)
         child.wait_for("START")
         time.sleep(float(delay))
         reported.update(done_episodes(child.kill()))
-        ds = check_dataset(root)
+        ds = check_dataset(root, codec)
         stored = {e.metadata["ep"] for e in ds.episodes}
         assert set(reported) <= stored  # every episode reported as done survived
         assert len(in_progress_dirs(root)) <= 1
     recover(root, "keep")
-    ds = check_dataset(root)
+    ds = check_dataset(root, codec)
     assert in_progress_dirs(root) == []
     assert not [p for p in (root / "episodes").iterdir() if p.name.startswith(".")]
     assert len(reported) >= 3, reported  # the children did get work done
@@ -331,4 +370,4 @@ def test_recovery_cleans_leftovers(tmp_path: Path) -> None:
 
 
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "child":
-    child_main(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+    child_main(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6])

@@ -9,12 +9,17 @@ Shared by the writer, the reader and recovery so that all three agree on one for
           episode.json                 written last, see EPISODE_JSON_KEYS
           steps.npz                    timestamp (T,) float64, action, obs.<vector key>,
                                        extras.<key>
-          images.<key>.npz             data (N,) uint8 concatenated frames, offsets (T+1,) int64
+          images.<key>.npz             data (N,) uint8 concatenated frames, offsets (T+1,) int64;
+                                       video cameras (h264/av1) also keyframe (T,) bool and
+                                       codec () str, and a frame is a packet
+                                       (il_core.data.videocodec)
         .inprogress-<host>-<pid>-<uuid>/
           .lock                        flock'ed by the live writer
           start.json                   episode metadata given at start_episode
           chunks/chunk_000000.npz      flushed steps (same keys as steps.npz, plus
-                                       images.<key>.data / images.<key>.offsets)
+                                       images.<key>.data / images.<key>.offsets, and
+                                       images.<key>.keyframe for video cameras: each chunk
+                                       is an independent video segment)
         .staging-<host>-<pid>-<uuid>/  an in-progress dir before its lock exists (short-lived)
         .trash-<host>-<pid>-<uuid>/    a discarded dir being deleted
 
@@ -35,7 +40,9 @@ import logging
 import os
 import re
 import shutil
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +60,7 @@ from il_core.data._fs import (
     unique_suffix,
 )
 from il_core.data.errors import DatasetError
-from il_core.spec import DatasetSpec, SpecError
+from il_core.spec import VIDEO_CODECS, DatasetSpec, SpecError
 
 logger = logging.getLogger(__name__)
 
@@ -229,6 +236,97 @@ def concat_frames(
     return np.concatenate([d for d, _ in per_episode]), np.concatenate(offsets)
 
 
+@dataclass(frozen=True)
+class FrameFile:
+    """Where the frame bytes of one ``images.<key>.npz`` lie, for reading them lazily.
+
+    ``np.savez`` and the consolidation store members uncompressed (ZIP_STORED), so the
+    ``data.npy`` member's bytes are a contiguous byte range of the file.
+
+    Attributes:
+        path: The file.
+        member_start: Offset of the ``data.npy`` member's content (its ``.npy`` header).
+        member_size: Size of that content (for the zip CRC check).
+        data_start: Offset of frame byte 0 (``data[0]``).
+        size: Number of frame bytes (``offsets[-1]``).
+        crc: The member's zip CRC-32.
+    """
+
+    path: Path
+    member_start: int
+    member_size: int
+    data_start: int
+    size: int
+    crc: int
+
+    def read_all(self) -> np.ndarray:
+        """All frame bytes, ``(size,)`` uint8, after checking the member's zip CRC.
+
+        Raises:
+            DatasetError: naming the file if it is short or its bytes changed.
+        """
+        with open(self.path, "rb") as f:
+            f.seek(self.member_start)
+            buf = f.read(self.member_size)
+        if len(buf) != self.member_size:
+            raise DatasetError("truncated (frame data ends early)", path=self.path, key="data")
+        if zlib.crc32(buf) != self.crc:
+            raise DatasetError(
+                "corrupt archive (CRC-32 of the frame data does not match)",
+                path=self.path,
+                key="data",
+            )
+        skip = self.data_start - self.member_start
+        return np.frombuffer(buf, dtype=np.uint8, count=self.size, offset=skip)
+
+
+def locate_frame_data(path: Path, size: int) -> FrameFile:
+    """Find the byte range of the ``data.npy`` member of an images file.
+
+    Raises:
+        DatasetError: naming the file if the member is missing, compressed, or not a
+            ``(size,)`` uint8 array that fits in the file.
+    """
+    try:
+        with open(path, "rb") as f, zipfile.ZipFile(f) as zf:
+            info = zf.getinfo("data.npy")
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise DatasetError("frame data is compressed", path=path, key="data")
+            f.seek(info.header_offset)
+            local = f.read(30)
+            if len(local) != 30 or local[:4] != b"PK\x03\x04":
+                raise DatasetError("bad zip local header", path=path, key="data")
+            name_len, extra_len = struct.unpack("<HH", local[26:30])
+            member_start = info.header_offset + 30 + name_len + extra_len
+            f.seek(member_start)
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            data_start = f.tell()
+            file_size = os.fstat(f.fileno()).st_size
+    except KeyError:
+        raise DatasetError("array is missing", path=path, key="data") from None
+    except FileNotFoundError:
+        raise DatasetError("file is missing", path=path) from None
+    except DatasetError:
+        raise
+    except Exception as e:  # any failure to parse untrusted bytes means corruption
+        raise DatasetError(
+            f"unreadable ({type(e).__name__}: {e})", path=path, key="data"
+        ) from None
+    if dtype != np.uint8 or fortran or shape != (size,):
+        raise DatasetError(
+            f"frame data must be ({size},) uint8, got {dtype} {shape}", path=path, key="data"
+        )
+    if data_start + size > member_start + info.file_size or member_start + info.file_size > (
+        file_size
+    ):
+        raise DatasetError("frame data runs past the end of the file", path=path, key="data")
+    return FrameFile(path, member_start, int(info.file_size), data_start, int(size), info.CRC)
+
+
 @dataclass
 class EpisodeArrays:
     """One episode's columns, as stored (images still encoded).
@@ -239,7 +337,13 @@ class EpisodeArrays:
         vectors: ``{obs key: (T, D) float32}`` for the spec's vector observations.
         extras: ``{extra key: (T, D) float32}``.
         images: ``{image key: (data (N,) uint8, offsets (T + 1,) int64)}``; frame ``t`` is
-            ``data[offsets[t]:offsets[t + 1]]``.
+            ``data[offsets[t]:offsets[t + 1]]`` (a packet for a video camera). ``data`` is
+            empty where the frames were left on disk (see ``frame_files``).
+        keyframes: ``{video key: (T,) bool}``: which packets are keyframes.
+        codecs: ``{image key: codec}`` as the file records it (``"h264"``, ``"av1"``), or
+            None for JPEG/PNG frames (detected from their bytes).
+        frame_files: ``{image key: FrameFile}``: where the frame bytes lie on disk, when
+            they were not loaded (``load_episode_dir(..., lazy_frames=True)``).
     """
 
     timestamps: np.ndarray
@@ -247,6 +351,9 @@ class EpisodeArrays:
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     images: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    keyframes: dict[str, np.ndarray] = field(default_factory=dict)
+    codecs: dict[str, str | None] = field(default_factory=dict)
+    frame_files: dict[str, FrameFile] = field(default_factory=dict)
 
     @property
     def length(self) -> int:
@@ -266,6 +373,8 @@ class EpisodeArrays:
         for k, (data, offsets) in self.images.items():
             out[f"images.{k}.data"] = data
             out[f"images.{k}.offsets"] = offsets
+        for k, kf in self.keyframes.items():
+            out[f"images.{k}.keyframe"] = kf
         return out
 
     @staticmethod
@@ -278,6 +387,10 @@ class EpisodeArrays:
             vectors={k: np.concatenate([p.vectors[k] for p in parts]) for k in first.vectors},
             extras={k: np.concatenate([p.extras[k] for p in parts]) for k in first.extras},
             images={k: concat_frames([p.images[k] for p in parts]) for k in first.images},
+            keyframes={
+                k: np.concatenate([p.keyframes[k] for p in parts]) for k in first.keyframes
+            },
+            codecs=dict(first.codecs),
         )
 
 
@@ -420,11 +533,27 @@ def arrays_from_columns(
     return arrays, rest
 
 
+def check_keyframes(keyframe: np.ndarray | None, length: int, path: Path, key: str) -> None:
+    """Validate a video camera's ``(T,)`` bool keyframe column (frame 0 a keyframe)."""
+    if keyframe is None:
+        raise DatasetError("keyframe flags are missing", path=path, key=key)
+    if keyframe.dtype != np.bool_ or keyframe.shape != (length,) or not keyframe[0]:
+        raise DatasetError(
+            f"keyframe must be ({length},) bool starting with a keyframe, got "
+            f"{keyframe.dtype} {keyframe.shape}",
+            path=path,
+            key=key,
+        )
+
+
 def load_chunk(path: Path, spec: DatasetSpec) -> EpisodeArrays:
     """Read and validate one flushed chunk of an in-progress episode."""
     cols = load_npz(path)
     image_cols = frozenset(
-        f"images.{k}.{part}" for k in spec.image_keys for part in ("data", "offsets")
+        f"images.{k}.{part}"
+        for k in spec.image_keys
+        for part in ("data", "offsets", "keyframe")
+        if part != "keyframe" or spec.observations[k].is_video
     )
     n = check_columns(cols, spec, path, extra_allowed=image_cols)
     arrays, rest = arrays_from_columns(cols, spec)
@@ -434,6 +563,12 @@ def load_chunk(path: Path, spec: DatasetSpec) -> EpisodeArrays:
             raise DatasetError("encoded frames are missing", path=path, key=f"images.{k}")
         check_image_index(data, offsets, n, path, f"images.{k}")
         arrays.images[k] = (data, offsets)
+        f = spec.observations[k]
+        arrays.codecs[k] = f.codec if f.is_video else None
+        if f.is_video:
+            kf = rest.get(f"images.{k}.keyframe")
+            check_keyframes(kf, n, path, f"images.{k}.keyframe")
+            arrays.keyframes[k] = kf
     return arrays
 
 
@@ -520,8 +655,14 @@ def check_file_sizes(episode_dir: Path, info: dict[str, Any], spec: DatasetSpec)
             )
 
 
-def load_episode_dir(episode_dir: Path, spec: DatasetSpec) -> tuple[dict[str, Any], EpisodeArrays]:
+def load_episode_dir(
+    episode_dir: Path, spec: DatasetSpec, *, lazy_frames: bool = False
+) -> tuple[dict[str, Any], EpisodeArrays]:
     """Read, validate and return a committed episode (images still encoded).
+
+    With ``lazy_frames`` the frame bytes stay on disk (``arrays.frame_files`` says where)
+    and only the frame index is read; their zip CRC is then not checked here (reading them
+    all would be the cost avoided), but file sizes are, and a bad frame fails when decoded.
 
     Raises:
         DatasetError: naming the episode directory, file and key of the first problem.
@@ -539,17 +680,73 @@ def load_episode_dir(episode_dir: Path, spec: DatasetSpec) -> tuple[dict[str, An
         )
     arrays, _ = arrays_from_columns(cols, spec)
     for k in spec.image_keys:
-        path = episode_dir / images_filename(k)
-        icols = load_npz(path)
-        unknown = sorted(set(icols) - {"data", "offsets"})
-        if unknown:
-            raise DatasetError(f"unknown arrays {unknown}", path=path, key=unknown[0])
-        for part in ("data", "offsets"):
-            if part not in icols:
-                raise DatasetError("array is missing", path=path, key=part)
-        check_image_index(icols["data"], icols["offsets"], n, path, k)
-        arrays.images[k] = (icols["data"], icols["offsets"])
+        load_images_file(episode_dir / images_filename(k), k, n, arrays, lazy_frames)
     return info, arrays
+
+
+def load_images_file(
+    path: Path, key: str, length: int, arrays: EpisodeArrays, lazy_frames: bool
+) -> None:
+    """Read and validate ``images.<key>.npz`` into ``arrays`` (frames left on disk if lazy).
+
+    The file says how its frames are coded: with a ``codec`` member (video: ``h264`` or
+    ``av1``, plus ``keyframe``), else JPEG/PNG frames detected from their bytes (every file
+    written before video storage existed). So datasets whose cameras use different codecs
+    (rounds recorded with different settings) read alike.
+    """
+    if lazy_frames:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                members = set(z.files)
+                icols = {m: z[m] for m in members - {"data"}}
+        except FileNotFoundError:
+            raise DatasetError("file is missing", path=path) from None
+        except (zipfile.BadZipFile, EOFError) as e:
+            raise DatasetError(f"truncated or corrupt archive ({e})", path=path) from None
+        except Exception as e:  # any failure to parse untrusted bytes means corruption
+            raise DatasetError(f"unreadable ({type(e).__name__}: {e})", path=path) from None
+    else:
+        icols = load_npz(path)
+        members = set(icols)
+    unknown = sorted(members - {"data", "offsets", "keyframe", "codec"})
+    if unknown:
+        raise DatasetError(f"unknown arrays {unknown}", path=path, key=unknown[0])
+    for part in ("data", "offsets"):
+        if part not in members:
+            raise DatasetError("array is missing", path=path, key=part)
+    codec = None
+    if "codec" in icols:
+        c = icols["codec"]
+        if c.dtype.kind != "U" or c.shape != () or str(c) not in VIDEO_CODECS:
+            raise DatasetError(
+                f"codec must be one of {VIDEO_CODECS}, got {c!r}", path=path, key="codec"
+            )
+        codec = str(c)
+        check_keyframes(icols.get("keyframe"), length, path, "keyframe")
+        arrays.keyframes[key] = icols["keyframe"]
+    elif "keyframe" in icols:
+        raise DatasetError("keyframe flags without a codec", path=path, key="keyframe")
+    offsets = icols["offsets"]
+    if lazy_frames:
+        if offsets.dtype != np.int64 or offsets.shape != (length + 1,):
+            raise DatasetError(
+                f"offsets must be ({length + 1},) int64, got {offsets.dtype} {offsets.shape}",
+                path=path,
+                key=key,
+            )
+        if offsets[0] != 0 or not np.all(np.diff(offsets) > 0):
+            raise DatasetError(
+                "offsets do not index non-empty frames covering the data", path=path, key=key
+            )
+        # Checks that data.npy is (offsets[-1],) uint8, so the offsets cover it exactly.
+        loc = locate_frame_data(path, int(offsets[-1]))
+        arrays.frame_files[key] = loc
+        data = np.zeros(0, np.uint8)
+    else:
+        data = icols["data"]
+        check_image_index(data, offsets, length, path, key)
+    arrays.images[key] = (data, offsets)
+    arrays.codecs[key] = codec
 
 
 # ----------------------------------------------------------------------------- commit
@@ -600,7 +797,13 @@ def _scan_chunks(
     return paths, parts
 
 
-def _stream_frames(key: str, offsets: np.ndarray, chunk_paths: list[Path]) -> Any:
+def _stream_frames(
+    key: str,
+    offsets: np.ndarray,
+    chunk_paths: list[Path],
+    keyframe: np.ndarray | None = None,
+    codec: str | None = None,
+) -> Any:
     """A writer for :func:`atomic_write_bytes` of ``images.<key>.npz``, one chunk at a time.
 
     The result is exactly what ``np.savez(data=..., offsets=...)`` writes (an uncompressed
@@ -612,6 +815,11 @@ def _stream_frames(key: str, offsets: np.ndarray, chunk_paths: list[Path]) -> An
         with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
             with zf.open("offsets.npy", "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, offsets, allow_pickle=False)
+            if codec is not None:
+                # Video: the packets decode from a keyframe on; the file names its codec.
+                for name, arr in (("keyframe", keyframe), ("codec", np.array(codec))):
+                    with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
+                        np.lib.format.write_array(member, arr, allow_pickle=False)
             with zf.open("data.npy", "w", force_zip64=True) as member:
                 header = {"descr": "|u1", "fortran_order": False, "shape": (int(offsets[-1]),)}
                 np.lib.format.write_array_header_1_0(member, header)
@@ -660,7 +868,9 @@ def consolidate_chunks(
     files[STEPS] = (episode_dir / STEPS).stat().st_size
     for k in spec.image_keys:
         path = episode_dir / images_filename(k)
-        writer = _stream_frames(k, steps.images[k][1], chunk_paths)
+        writer = _stream_frames(
+            k, steps.images[k][1], chunk_paths, steps.keyframes.get(k), steps.codecs.get(k)
+        )
         atomic_write_bytes(path, writer, fsync=fsync)
         files[path.name] = path.stat().st_size
     if fsync:

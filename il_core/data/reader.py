@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,13 +31,13 @@ from il_core.data.format import (
     INPROGRESS_PREFIX,
     META,
     EpisodeArrays,
-    concat_frames,
     images_filename,
     list_episode_numbers,
     load_episode_dir,
     read_meta,
     spec_differences,
 )
+from il_core.data.videocodec import decode_run, keyframe_before
 from il_core.recording import EXTRA_HAS_LABEL
 from il_core.spec import DatasetSpec
 
@@ -44,6 +46,87 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CACHE_BUDGET = 2 * 1024**3
 IMAGE_STATS_SAMPLES = 256
+#: Most image files a dataset keeps open for reading frames (least recently used closed).
+MAX_OPEN_FILES = 64
+
+
+class _FrameFiles:
+    """Reads byte ranges of the episodes' image files with ``os.pread``, files kept open.
+
+    ``pread`` rather than ``mmap``: mapped pages that training touches count in the
+    process's RSS (so a dataset larger than memory would look as if it were loaded), and
+    each mapping holds a file descriptor. With ``pread`` the frames live in the kernel's
+    page cache only, which it shrinks under pressure. Thread-safe; after a ``fork`` the
+    inherited descriptors still work (``pread`` has no shared file position).
+    """
+
+    def __init__(self, paths: list[Path], max_open: int | None = None):
+        self.paths = paths
+        self._max_open = MAX_OPEN_FILES if max_open is None else max_open
+        self._fds: OrderedDict[int, int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def read(self, file: int, start: int, size: int) -> bytes:
+        with self._lock:
+            fd = self._fds.get(file)
+            if fd is None:
+                fd = os.open(self.paths[file], os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                self._fds[file] = fd
+                while len(self._fds) > self._max_open:
+                    os.close(self._fds.popitem(last=False)[1])
+            else:
+                self._fds.move_to_end(file)
+            # Under the lock too: an fd evicted by another thread must not be closed mid-read.
+            buf = os.pread(fd, size, start)
+        if len(buf) != size:
+            raise CodecError(f"file ends early ({len(buf)} of {size} bytes at {start})")
+        return buf
+
+    def close(self) -> None:
+        with self._lock:
+            while self._fds:
+                os.close(self._fds.popitem()[1])
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled (a dataset sent to a worker process): the paths travel, descriptors and
+        # the lock do not; the copy opens its own files.
+        return {"paths": self.paths, "max_open": self._max_open}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["paths"], state["max_open"])  # type: ignore[misc]
+
+
+class _LazyFrames:
+    """One camera's frames over all episodes, left on disk: only an index is in memory.
+
+    Attributes:
+        pos: ``(N,)`` int64 byte offset of each frame (packet) in its episode's file.
+        end: ``(N,)`` int64 byte offset just past it.
+        key_before: ``(N,)`` int64 global index of the keyframe at or before each frame
+            (the frame itself for JPEG/PNG episodes).
+        codecs: Per episode, the file's video codec or None (JPEG/PNG).
+        files: The episodes' files.
+    """
+
+    def __init__(self, parts: list[EpisodeArrays], key: str, starts: np.ndarray):
+        n = int(sum(p.length for p in parts))
+        self.pos = np.empty(n, dtype=np.int64)
+        self.end = np.empty(n, dtype=np.int64)
+        self.key_before = np.empty(n, dtype=np.int64)
+        self.codecs: list[str | None] = []
+        for e, p in enumerate(parts):
+            lo, hi = int(starts[e]), int(starts[e]) + p.length
+            offsets = p.images[key][1]
+            base = p.frame_files[key].data_start
+            self.pos[lo:hi] = base + offsets[:-1]
+            self.end[lo:hi] = base + offsets[1:]
+            kf = p.keyframes.get(key)
+            if kf is None:
+                self.key_before[lo:hi] = np.arange(lo, hi)
+            else:
+                self.key_before[lo:hi] = lo + keyframe_before(kf)
+            self.codecs.append(p.codecs.get(key))
+        self.files = _FrameFiles([p.frame_files[key].path for p in parts])
 
 
 class EpisodeDataset:
@@ -52,7 +135,10 @@ class EpisodeDataset:
     All vector data (observations, actions, extras, timestamps) is concatenated into flat
     ``(N, ...)`` arrays at construction, so :meth:`window` is a handful of vectorised
     gathers. Camera frames are either decoded once at construction and kept in memory
-    (``cache_images``), or kept encoded in memory and decoded per window.
+    (``cache_images``), or left in their files and read (``os.pread``) and decoded per
+    window, so that a dataset larger than memory trains: memory then holds an index of
+    three int64 per frame, nothing that grows with the frames' size. Video cameras decode
+    from the keyframe at or before each frame (:mod:`il_core.data.videocodec`).
 
     Global step indices run over all episodes in order (roots in the given order, episodes
     by number within a root); episode ``e`` covers
@@ -86,13 +172,14 @@ class EpisodeDataset:
             roots: One dataset directory or a sequence of them (for example the rounds of
                 DAgger). Their specs must match (codec settings and metadata may differ).
             cache_images: True to decode all frames at construction and keep them, False to
-                decode per window, None to cache if the decoded frames fit in
-                ``cache_budget_bytes``.
+                read and decode them per window (frames stay on disk; their zip CRCs are
+                then not checked at open, and a damaged frame fails when decoded), None to
+                cache if the decoded frames fit in ``cache_budget_bytes``.
             cache_budget_bytes: Memory budget for the automatic choice (default 2 GiB).
             on_error: ``"raise"`` (default) raises on the first bad episode; ``"skip"``
                 logs it and loads the others.
-            num_threads: Threads decoding the cache at construction (OpenCV releases the
-                GIL while decoding); default: the number of CPUs.
+            num_threads: Threads decoding the cache at construction (OpenCV and FFmpeg
+                release the GIL while decoding); default: the number of CPUs.
             allow_state_only: Also load datasets of observations without actions
                 (``spec.state_only``), for algorithms that read only their observations
                 (BCO). Their windows have ``ACTION_MASK`` all False and placeholder
@@ -156,15 +243,23 @@ class EpisodeDataset:
         parts = [arrays for *_, arrays in loaded]
         self._assemble(parts)
         self._images: dict[str, np.ndarray] = decoded
-        # Encoded frames of all episodes, concatenated, for decoding per window when not
-        # cached: frame n of camera k is _enc_data[k][_enc_offsets[k][n]:_enc_offsets[k][n+1]].
-        self._enc_data: dict[str, np.ndarray] = {}
-        self._enc_offsets: dict[str, np.ndarray] = {}
+        # Not cached: the frames stay in their files and are read and decoded per window;
+        # memory holds only a few int64 per frame (position, end, keyframe before it).
+        self._lazy: dict[str, _LazyFrames] = {}
         if not self.images_cached:
             for k in image_keys:
-                self._enc_data[k], self._enc_offsets[k] = concat_frames(
-                    [p.images[k] for p in parts]
-                )
+                self._lazy[k] = _LazyFrames(parts, k, self.episode_starts)
+
+    def close(self) -> None:
+        """Close the image files kept open for reading frames (reopened when needed)."""
+        for lazy in self._lazy.values():
+            lazy.files.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: nothing left to clean up properly
+            pass
 
     # ------------------------------------------------------------------ loading
 
@@ -187,7 +282,7 @@ class EpisodeDataset:
         for _, name in list_episode_numbers(episodes_dir):
             path = episodes_dir / name
             try:
-                info, arrays = load_episode_dir(path, self.spec)
+                info, arrays = load_episode_dir(path, self.spec, lazy_frames=True)
             except DatasetError as e:
                 if on_error == "raise":
                     raise
@@ -250,18 +345,30 @@ class EpisodeDataset:
         def work(i: int) -> DatasetError | None:
             path, _, arrays = loaded[i]
             for k in spec.image_keys:
-                data, offsets = arrays.images[k]
+                _, offsets = arrays.images[k]
                 dst, shape = out[k][starts[i] : starts[i + 1]], spec.observations[k].shape
+                file = path / images_filename(k)
+                try:
+                    # One episode's encoded frames at a time, CRC-checked as they are read.
+                    data = arrays.frame_files[k].read_all()
+                except DatasetError as err:
+                    return err
+                codec = arrays.codecs.get(k)
+                if codec is not None:
+                    packets = [data[offsets[t] : offsets[t + 1]] for t in range(arrays.length)]
+                    try:
+                        decode_run(codec, packets, shape, into=dst)
+                    except CodecError as err:
+                        return DatasetError(f"{codec} video: {err}", path=file, key=k)
+                    continue
                 for t in range(arrays.length):
                     try:
                         dst[t] = decode_image(data[offsets[t] : offsets[t + 1]], shape)
                     except CodecError as err:
-                        return DatasetError(
-                            f"frame {t}: {err}", path=path / images_filename(k), key=k
-                        )
+                        return DatasetError(f"frame {t}: {err}", path=file, key=k)
             return None
 
-        # OpenCV releases the GIL while decoding, so threads decode in parallel.
+        # OpenCV and FFmpeg release the GIL while decoding, so threads decode in parallel.
         if threads > 1 and len(loaded) > 1:
             with ThreadPoolExecutor(threads) as pool:
                 errors = list(pool.map(work, range(len(loaded))))
@@ -279,20 +386,53 @@ class EpisodeDataset:
         good = [x for i, x in enumerate(loaded) if errors[i] is None]
         return {k: v[keep] for k, v in out.items()}, good
 
-    def _frame_error(self, key: str, n: int, err: Exception) -> DatasetError:
+    def _frame_error(self, key: str, n: int, err: Exception, last: int = -1) -> DatasetError:
         e = int(self._step_episode[n])
         path = self.episodes[e].path / images_filename(key)
         frame = n - int(self.episode_starts[e])
-        return DatasetError(f"frame {frame}: {err}", path=path, key=key)
+        what = f"frame {frame}" if last <= n else f"frames {frame}..{last - n + frame}"
+        return DatasetError(f"{what}: {err}", path=path, key=key)
 
-    def _decode(self, key: str, n: int) -> np.ndarray:
-        off = self._enc_offsets[key]
-        try:
-            return decode_image(
-                self._enc_data[key][off[n] : off[n + 1]], self.spec.observations[key].shape
-            )
-        except CodecError as err:
-            raise self._frame_error(key, n, err) from None
+    def _read_frames(self, key: str, uniq: np.ndarray, frames: np.ndarray) -> None:
+        """Decode the frames at sorted unique global indices ``uniq`` into ``frames``.
+
+        Video frames are grouped by the keyframe before them: each group is one read of
+        the bytes from that keyframe to the group's last frame and one decoding run.
+        """
+        lazy = self._lazy[key]
+        shape = self.spec.observations[key].shape
+        kb = lazy.key_before[uniq]
+        # uniq is sorted, so kb is non-decreasing: groups are runs of equal kb.
+        cut = np.flatnonzero(np.diff(kb)) + 1
+        los = np.concatenate([[0], cut]).astype(np.int64)
+        his = np.concatenate([cut, [uniq.size]]).astype(np.int64)
+        firsts, lasts = kb[los], uniq[his - 1]
+        # Python ints for the loop: numpy scalar arithmetic costs more than the pread.
+        rows = zip(
+            los.tolist(),
+            his.tolist(),
+            firsts.tolist(),
+            lasts.tolist(),
+            self._step_episode[firsts].tolist(),
+            lazy.pos[firsts].tolist(),
+            lazy.end[lasts].tolist(),
+            strict=True,
+        )
+        for lo, hi, g, last, e, start, stop in rows:
+            codec = lazy.codecs[e]
+            try:
+                buf = lazy.files.read(e, start, stop - start)
+                if codec is None:
+                    frames[lo] = decode_image(np.frombuffer(buf, np.uint8), shape)
+                    continue
+                cuts = (lazy.end[g:last] - start).tolist()
+                view = memoryview(buf)
+                packets = [view[a:b] for a, b in zip([0, *cuts], [*cuts, len(buf)], strict=True)]
+                decode_run(
+                    codec, packets, shape, want=(uniq[lo:hi] - g).tolist(), into=frames[lo:hi]
+                )
+            except (CodecError, OSError) as err:
+                raise self._frame_error(key, g, err, last) from None
 
     # ------------------------------------------------------------------ sizes
 
@@ -403,8 +543,7 @@ class EpisodeDataset:
         # History windows overlap: decode each distinct frame once.
         uniq, inverse = np.unique(flat, return_inverse=True)
         frames = np.empty((uniq.size, *shape), dtype=np.uint8)
-        for j, n in enumerate(uniq.tolist()):
-            frames[j] = self._decode(key, n)
+        self._read_frames(key, uniq, frames)
         return frames[inverse.reshape(-1)].reshape(*idx.shape, *shape)
 
     def window(self, indices: Any, history: int = 1, horizon: int = 1) -> dict[str, Any]:

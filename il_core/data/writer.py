@@ -40,6 +40,7 @@ from il_core.data.format import (
     spec_differences,
 )
 from il_core.data.recovery import recover
+from il_core.data.videocodec import SegmentEncoder
 from il_core.spec import STATE_ONLY, DatasetSpec, SpecError, check_feature
 
 OnIncomplete = Literal["keep", "discard", "leave"]
@@ -62,6 +63,10 @@ class _OpenEpisode:
     vectors: dict[str, list[np.ndarray]] = field(default_factory=dict)
     extras: dict[str, list[np.ndarray]] = field(default_factory=dict)
     images: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    # Video cameras: the encoder of the segment being built (one per chunk, so every chunk
+    # decodes on its own) and the keyframe flags of the finished segments not yet flushed.
+    encoders: dict[str, SegmentEncoder | None] = field(default_factory=dict)
+    keyframes: dict[str, list[np.ndarray]] = field(default_factory=dict)
     last_timestamp: float | None = None
     num_flushed: int = 0
     num_chunks: int = 0
@@ -73,7 +78,7 @@ class _OpenEpisode:
     def clear_pending(self) -> None:
         for buffers in (self.timestamps, self.actions):
             buffers.clear()
-        for group in (self.vectors, self.extras, self.images):
+        for group in (self.vectors, self.extras, self.images, self.keyframes):
             for buffers in group.values():
                 buffers.clear()
 
@@ -284,6 +289,7 @@ class DatasetWriter:
             vectors={k: [] for k in self.spec.vector_keys},
             extras={k: [] for k in self.spec.extras},
             images={k: [] for k in self.spec.image_keys},
+            keyframes={k: [] for k in self.spec.image_keys if self.spec.observations[k].is_video},
         )
 
     def add_step(
@@ -345,6 +351,7 @@ class DatasetWriter:
             )
         vectors: dict[str, np.ndarray] = {}
         images: dict[str, np.ndarray] = {}
+        video: dict[str, np.ndarray] = {}
         for key, f in spec.observations.items():
             if key not in obs:
                 raise fail("missing observation", key)
@@ -354,6 +361,10 @@ class DatasetWriter:
                 raise fail(str(e), key) from None
             if f.kind == "vector":
                 vectors[key] = self._vector(obs[key], fail, key)
+            elif f.is_video:
+                # Encoded once the whole step is accepted: the encoder keeps every frame it
+                # is given as a reference, so a rejected step must never reach it.
+                video[key] = obs[key]
             else:
                 try:
                     images[key] = encode_image(obs[key], f)
@@ -398,6 +409,16 @@ class DatasetWriter:
                 raise fail(str(e), key) from None
             extra_vals[key] = self._vector(extras[key], fail, key)
         # --- commit the step to the buffers (nothing below can fail on bad input)
+        for key, img in video.items():
+            enc = ep.encoders.get(key)
+            if enc is None:
+                enc = ep.encoders[key] = SegmentEncoder(
+                    spec.observations[key], spec.control_rate_hz
+                )
+            try:
+                enc.encode(img)
+            except CodecError as e:
+                raise fail(str(e), key) from None
         ep.timestamps.append(ts)
         ep.last_timestamp = ts
         ep.actions.append(act)
@@ -436,7 +457,25 @@ class DatasetWriter:
             vectors={k: np.stack(v) for k, v in ep.vectors.items()},
             extras={k: np.stack(v) for k, v in ep.extras.items()},
             images=images,
+            keyframes={k: np.concatenate(v) for k, v in ep.keyframes.items()},
         )
+
+    def _finish_segments(self, ep: _OpenEpisode) -> None:
+        """End the open video segments: their packets join the pending frames.
+
+        A failed chunk write keeps them pending; the next segment then starts with its own
+        keyframe in the same chunk, which decodes just as well.
+        """
+        for key, enc in ep.encoders.items():
+            if enc is None:
+                continue
+            ep.encoders[key] = None
+            try:
+                packets, keyframe = enc.finish()
+            except CodecError as e:
+                raise DatasetError(str(e), path=ep.dir, key=key) from None
+            ep.images[key].extend(np.frombuffer(p, dtype=np.uint8) for p in packets)
+            ep.keyframes[key].append(keyframe)
 
     def flush(self) -> None:
         """Write the steps added since the last flush as one chunk file (no-op if none).
@@ -446,6 +485,7 @@ class DatasetWriter:
         ep = self._require_episode()
         if not ep.timestamps:
             return
+        self._finish_segments(ep)
         arrays = self._pending_arrays(ep)
         chunk_dir = ep.dir / CHUNKS
         atomic_write_bytes(
