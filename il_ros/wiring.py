@@ -13,6 +13,9 @@ reports, by topic name and with both types, on the log and in the node's ``/diag
   discovery never warn: an inference node importing torch and loading a checkpoint while
   five other nodes started on a busy 2-core machine took 11 s to advertise its command):
   nothing publishes a topic this node reads, or nothing subscribes a command it publishes.
+  The grace counts from the last check that saw the peer, so a peer that goes away (a node
+  restarting; the other nodes of a launch stopping first on Ctrl-C) is reported after
+  ``grace_s`` without it, not at the next check.
 
 Each problem is logged once when it appears and once (INFO) when it is resolved, never per
 check. The decision itself is the pure function :func:`endpoint_problem`, tested without a
@@ -66,6 +69,12 @@ class Peer:
     type: str
 
 
+def has_peer(endpoint: Endpoint, peers: Sequence[Peer]) -> bool:
+    """Whether a peer of the endpoint's type is there (a publisher for a subscription, ...)."""
+    want = "publisher" if endpoint.role == "subscribe" else "subscription"
+    return any(p.kind == want and p.type == endpoint.type for p in peers)
+
+
 def endpoint_problem(
     endpoint: Endpoint, peers: Sequence[Peer], waited_s: float, grace_s: float
 ) -> tuple[Level, str] | None:
@@ -74,7 +83,8 @@ def endpoint_problem(
     Args:
         endpoint: This node's endpoint.
         peers: Every other node's publishers and subscriptions on ``endpoint.topic``.
-        waited_s: Seconds since this node created the endpoint.
+        waited_s: Seconds without a peer: since the endpoint was created, or since a check
+            last saw its peer.
         grace_s: Seconds before a missing peer is reported.
 
     Returns:
@@ -94,10 +104,7 @@ def endpoint_problem(
                 else "they never receive this node's messages (fix the type in the mapping)"
             ),
         )
-    if not e.expect_peer or waited_s < grace_s:
-        return None
-    want = "publisher" if e.role == "subscribe" else "subscription"
-    if any(p.kind == want and p.type == e.type for p in peers):
+    if not e.expect_peer or waited_s < grace_s or has_peer(e, peers):
         return None
     if e.role == "subscribe":
         return "warn", f"{e.what} topic {e.topic}: nothing publishes it ({e.type} expected)"
@@ -191,12 +198,17 @@ class TopicWatch:
         log = self.node.get_logger()
         for key, (endpoint, since) in list(self._endpoints.items()):
             try:
-                problem = endpoint_problem(
-                    endpoint, self._peers(endpoint.topic), now - since, self.grace_s
-                )
+                peers = self._peers(endpoint.topic)
             except Exception as e:  # a graph query failing (shutdown race) is no wiring fault
                 log.debug(f"graph query for {endpoint.topic} failed: {e}")
                 continue
+            if has_peer(endpoint, peers):
+                # The grace counts from the last time the peer was there: one that goes away
+                # (restarting, or the other nodes of a launch stopping first) is reported
+                # only after grace_s without it, as at start-up.
+                since = now
+                self._endpoints[key] = (endpoint, now)
+            problem = endpoint_problem(endpoint, peers, now - since, self.grace_s)
             old = self._reported.get(key)
             if problem == old:
                 continue

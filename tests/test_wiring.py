@@ -120,3 +120,73 @@ def test_recorder_reports_a_topic_of_the_wrong_type_within_5_s(tmp_path):
         assert probe.stop_nodes() == {"recorder_node": 0}
     finally:
         probe.close()
+
+
+class _Graph:
+    """A stand-in for the node's graph queries: the peers a test puts on each topic."""
+
+    def __init__(self):
+        self.subscriptions = {}
+        self.clock = 0.0
+
+    def get_name(self):
+        return "me"
+
+    def get_namespace(self):
+        return "/"
+
+    def get_publishers_info_by_topic(self, topic):
+        return []
+
+    def get_subscriptions_info_by_topic(self, topic):
+        return self.subscriptions.get(topic, [])
+
+    def create_timer(self, period, callback):
+        return None
+
+    def get_logger(self):
+        return self
+
+    def warning(self, msg):
+        self.logged.append(("warn", msg))
+
+    def error(self, msg):
+        self.logged.append(("error", msg))
+
+    def info(self, msg):
+        self.logged.append(("info", msg))
+
+    def debug(self, msg):
+        pass
+
+
+def test_a_peer_that_goes_away_is_reported_only_after_the_grace_period(monkeypatch):
+    from types import SimpleNamespace
+
+    from il_ros import wiring
+
+    graph = _Graph()
+    graph.logged = []
+    monkeypatch.setattr(wiring.time, "monotonic", lambda: graph.clock)
+    watch = wiring.TopicWatch(graph, grace_s=15.0)
+    watch.add(Endpoint("/cmd", "geometry_msgs/msg/Twist", "publish", "command"))
+    peer = SimpleNamespace(
+        node_name="robot", node_namespace="/", topic_type="geometry_msgs/msg/Twist"
+    )
+    graph.subscriptions["/cmd"] = [peer]
+    for t in range(0, 40):  # the robot listens for 40 s
+        graph.clock = float(t)
+        watch.check()
+    graph.subscriptions["/cmd"] = []  # then stops (Ctrl-C: the launch stops it first)
+    for t in range(40, 54):
+        graph.clock = float(t)
+        watch.check()
+    assert graph.logged == [] and watch.problems == []  # 14 s without it: still quiet
+    graph.clock = 56.0
+    watch.check()
+    assert [lvl for lvl, _ in graph.logged] == ["warn"]
+    assert "/cmd" in watch.problems[0]
+    graph.subscriptions["/cmd"] = [peer]  # it comes back: fixed, said once
+    graph.clock = 57.0
+    watch.check()
+    assert [lvl for lvl, _ in graph.logged] == ["warn", "info"] and watch.problems == []
