@@ -21,12 +21,13 @@ own ``reset`` ignores its ``seed`` argument (and ``gym.make("Meta-World/MT1")`` 
 task from an RNG that ``reset(seed=)`` does not touch), hence this wrapper.
 
 Camera: ``corner4`` by default, a fixed view from the front right, close to the table, that
-keeps the gripper and the task objects of all MT10 tasks in view at 84x84 (``corner2``
-sees the whole table but the objects shrink to a few pixels; ``topview`` and
-``behindGripper`` hide the height of the hand or the objects behind the arm). MetaWorld's
-``corner*`` cameras are defined upside down (their image "up" axis points at the floor), so
-an image is turned the right way up (rotated 180 degrees) whenever the camera's up axis
-has a negative world z; ``behindGripper`` is upright and left as is.
+keeps the gripper and the task objects of the MT10 tasks in view at 84x84 through the
+expert's episodes (``corner2`` sees the whole table but the objects shrink to a few pixels;
+``topview`` loses the height of the hand; ``behindGripper`` moves with the hand, so it is no
+fixed view). MetaWorld's ``corner*`` cameras are defined upside down (their image "up" axis
+points at the floor), so an image is turned the right way up (rotated 180 degrees, not
+mirrored) whenever the camera's up axis has a negative world z; ``topview`` and
+``behindGripper`` are upright and left as they are.
 
 Rendering is headless with OSMesa (Debian's ``libosmesa6``): ``MUJOCO_GL`` defaults to
 ``osmesa`` when it is unset and there is no display. Only the observation camera is
@@ -195,7 +196,7 @@ class OffscreenCamera:
             camera: Camera name.
             width: Image width (pixels).
             height: Image height (pixels).
-            quality: ``"fast"``: no shadows, no reflections, no multisampling, about 12x
+            quality: ``"fast"``: no shadows, no reflections, no multisampling, about 14x
                 faster with OSMesa (the shadow pass dominates; see docs/benchmarks.md).
                 ``"full"``: MetaWorld's look (shadows, reflections, 4x multisampling).
 
@@ -320,7 +321,7 @@ class MetaWorldEnv(gym.Env):
                 ``render_size`` x ``render_size``, for evaluation videos).
             render_size: Side of the ``render()`` frames (pixels).
             render_quality: ``"fast"`` (no shadows, reflections or multisampling) or
-                ``"full"`` (MetaWorld's look, about 12x slower with OSMesa).
+                ``"full"`` (MetaWorld's look, about 14x slower with OSMesa).
 
         Raises:
             ValueError: unknown task, observation kind or camera, or a bad size.

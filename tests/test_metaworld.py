@@ -60,7 +60,7 @@ def reach_pixels():
 
 
 def test_check_env_state_and_pixels(reach_pixels) -> None:
-    env = gym.make(state_id("push-v3"))
+    env = gym.make(state_id("drawer-close-v3"))
     try:
         check_env(env.unwrapped)
         assert env.observation_space.shape == (39,)
@@ -74,7 +74,7 @@ def test_check_env_state_and_pixels(reach_pixels) -> None:
 
 
 def test_seeded_reset_is_reproducible(reach_pixels) -> None:
-    env = gym.make(state_id("push-v3"))
+    env = gym.make(state_id("drawer-close-v3"))
     try:
         actions = np.random.default_rng(0).uniform(-1, 1, (20, 4)).astype(np.float32)
 
@@ -107,7 +107,9 @@ def test_expert_succeeds_within_the_time_limit(task: str) -> None:
         for seed in range(3):
             obs, _ = env.reset(seed=seed)
             for t in range(500):  # noqa: B007 - t is reported on failure.
-                obs, _, terminated, truncated, info = env.step(expert(obs))
+                action = expert(obs)
+                assert env.action_space.contains(action)
+                obs, _, terminated, truncated, info = env.step(action)
                 if terminated or truncated:
                     break
             assert terminated and not truncated, (task, seed, t)
