@@ -27,12 +27,16 @@ from sim.experts import (
     MountainCarVelocityExpert,
     load_expert,
 )
+from sim.metaworld_envs import MAX_PATH_LENGTH as _METAWORLD_STEPS
+from sim.metaworld_envs import TASKS as METAWORLD_TASKS
+from sim.metaworld_envs import pixels_id, state_id
 
 __all__ = [
     "DEFAULT_EXPERTS",
     "DRIFT_WIND",
     "ENV_NAMESPACE",
     "ENV_REGISTRATIONS",
+    "METAWORLD_TASKS",
     "EXPERTS",
     "CartPoleLinearExpert",
     "EnvRegistration",
@@ -77,7 +81,10 @@ LANE_EVAL_NOISE: dict[str, Any] = {
 #: random sign per episode, gusts, and a start off the centreline (see :mod:`sim.drift`).
 DRIFT_WIND: dict[str, Any] = {"wind_bias": 0.3, "wind_noise": 0.3, "initial_offset": 0.3}
 
-#: The envs :func:`register_envs` registers. None yet; later issues add theirs here.
+#: Entry point of the ``il_ros/MetaWorld*`` envs (metaworld is imported when one is made).
+_METAWORLD_ENTRY = "sim.metaworld_envs:MetaWorldEnv"
+
+#: The envs :func:`register_envs` registers.
 ENV_REGISTRATIONS: tuple[EnvRegistration, ...] = (
     # The simulated robot of the ROS loop (issue 3); a camera variant for image streams.
     EnvRegistration("il_ros/PointReach-v0", "sim.reach:PointReachEnv"),
@@ -109,6 +116,21 @@ ENV_REGISTRATIONS: tuple[EnvRegistration, ...] = (
     EnvRegistration("il_ros/ArmReach-v0", "sim.arm:ArmReachEnv"),
     EnvRegistration(
         "il_ros/ArmReachVelocity-v0", "sim.arm:ArmReachEnv", None, {"control": "velocity"}
+    ),
+    # MetaWorld v3 (issue 11, optional `metaworld`): every MT50 task, with the 39-d state
+    # and with one 84x84 camera plus hand position and gripper opening.
+    *(
+        EnvRegistration(state_id(t), _METAWORLD_ENTRY, _METAWORLD_STEPS, {"task": t})
+        for t in METAWORLD_TASKS
+    ),
+    *(
+        EnvRegistration(
+            pixels_id(t),
+            _METAWORLD_ENTRY,
+            _METAWORLD_STEPS,
+            {"task": t, "observation": "pixels"},
+        )
+        for t in METAWORLD_TASKS
     ),
 )
 

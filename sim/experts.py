@@ -28,6 +28,8 @@ from typing import Any, Protocol, runtime_checkable
 import gymnasium as gym
 import numpy as np
 
+from sim.metaworld_envs import TASKS as METAWORLD_TASKS
+from sim.metaworld_envs import pixels_id, state_id
 from sim.reach import PointReachExpert
 
 __all__ = [
@@ -276,6 +278,13 @@ def _drift_corridor_expert(env: gym.Env) -> Expert:
     return DriftCorridorExpert(env)
 
 
+def _metaworld_expert(env: gym.Env) -> Expert:
+    """Factory of :class:`sim.metaworld_envs.MetaWorldExpert` (metaworld imported on use)."""
+    from sim.metaworld_envs import MetaWorldExpert
+
+    return MetaWorldExpert(env)
+
+
 #: Expert factories by name; each is called with the env and returns an :class:`Expert`.
 EXPERTS: dict[str, Callable[[gym.Env], Expert]] = {
     "mountaincar_velocity": MountainCarVelocityExpert,
@@ -289,6 +298,8 @@ EXPERTS: dict[str, Callable[[gym.Env], Expert]] = {
     "drift_corridor": _drift_corridor_expert,
     # Damped-least-squares IK on the flange position, in the env's control mode.
     "arm_ik": _arm_ik_expert,
+    # MetaWorld's scripted policy of the task; privileged (full state) on the pixel envs.
+    "metaworld": _metaworld_expert,
 }
 
 #: The expert name ``"auto"`` resolves to, by gymnasium env id.
@@ -305,6 +316,8 @@ DEFAULT_EXPERTS: dict[str, str] = {
     "il_ros/DriftCorridorWindy-v0": "drift_corridor",
     "il_ros/ArmReach-v0": "arm_ik",
     "il_ros/ArmReachVelocity-v0": "arm_ik",
+    **{state_id(t): "metaworld" for t in METAWORLD_TASKS},
+    **{pixels_id(t): "metaworld" for t in METAWORLD_TASKS},
     # CarRacing-v3 has no default: gymnasium[box2d] is optional, and collecting its
     # demonstrations names the driver explicitly (--expert carracing_pursuit).
 }

@@ -66,6 +66,8 @@ def test_cartpole_expert_balances_500_steps_on_all_seeded_episodes():
 
 def test_expert_actions_are_valid_env_actions():
     for env_id, name in DEFAULT_EXPERTS.items():
+        if env_id.startswith("il_ros/MetaWorld"):
+            continue  # 100 ids of an optional dependency: tests/test_metaworld.py covers them.
         env = gym.make(env_id)
         expert = EXPERTS[name](env)
         obs, _ = env.reset(seed=0)
