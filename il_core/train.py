@@ -563,6 +563,7 @@ def train(
         if dist_info.main and cfg.checkpoint_every and done % cfg.checkpoint_every == 0:
             save_checkpoint(out / "last.pt", policy, state(done, {}, with_optim=True))
     bar.close()
+    loader = None  # its worker processes have built every step and exit
     summary = {
         "policy": name,
         "steps": cfg.steps,

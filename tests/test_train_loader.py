@@ -11,7 +11,7 @@ import torch
 import il_core.train as train_mod
 from il_core.augment import Augmenter
 from il_core.checkpoint import read_checkpoint
-from il_core.config import ConfigError, from_dict
+from il_core.config import ConfigError, from_dict, parse_overrides
 from il_core.data import DatasetWriter, EpisodeDataset
 from il_core.train import (
     TrainConfig,
@@ -19,6 +19,7 @@ from il_core.train import (
     _BatchSampler,
     _WindowBatches,
     resolve_augment,
+    resolve_config,
     train,
 )
 from tests.helpers import FAST_TRAIN as FAST
@@ -73,6 +74,9 @@ def test_config_fields_and_checks():
     cfg = from_dict(TrainConfig, {"precision": "bf16", "compile": True, "num_workers": 2})
     assert (cfg.precision, cfg.compile, cfg.num_workers) == ("bf16", True, 2)
     assert TrainConfig().num_workers == 0 and TrainConfig().precision == "fp32"
+    sets = ["train.precision=bf16", "train.compile=true", "train.num_workers=3"]
+    _, _, cli = resolve_config(parse_overrides(sets))
+    assert (cli.precision, cli.compile, cli.num_workers) == ("bf16", True, 3)
     with pytest.raises(ConfigError, match="num_workers"):
         TrainConfig(num_workers=-1)
     with pytest.raises(ConfigError, match="precision"):
