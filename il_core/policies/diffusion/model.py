@@ -127,15 +127,16 @@ class MatmulConv1d(nn.Module):
 
 def _fast_cpu_path(x: Tensor, weight: Tensor, rows: int) -> bool:
     """Whether a convolution should run as one weight-streaming matrix product (see below)."""
+    # Tracing first: under a trace the sizes are traced values, not plain ints.
     return (
-        x.device.type == "cpu"
+        not torch.jit.is_tracing()
+        and not torch.jit.is_scripting()
+        and not torch.is_grad_enabled()
+        and x.device.type == "cpu"
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
         and rows <= _FAST_MAX_ROWS
         and weight.numel() >= _FAST_MIN_WEIGHTS
-        and not torch.is_grad_enabled()
-        and not torch.jit.is_tracing()
-        and not torch.jit.is_scripting()
     )
 
 
