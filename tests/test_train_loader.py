@@ -168,7 +168,9 @@ def _record_autocast(monkeypatch) -> list[tuple[bool, torch.dtype]]:
 @needs_cuda
 def test_cuda_bf16_autocast_in_forward_and_finite_loss(tmp_path, cartpole_data, monkeypatch):
     seen = _record_autocast(monkeypatch)
-    cfg = {**FAST, "train": {**FAST["train"], "device": "cuda", "precision": "bf16"}}
+    # No validation: its forward passes run without autocast and would interleave here.
+    cuda = {"device": "cuda", "precision": "bf16", "val_every": 0}
+    cfg = {**FAST, "train": {**FAST["train"], **cuda}}
     out = train([cartpole_data], tmp_path / "run", cfg, progress=False)
     assert np.isfinite(out["train_loss"])
     steps = cfg["train"]["steps"]
