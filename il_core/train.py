@@ -14,6 +14,13 @@ side-view label correction and image augmentation; absent, training is unchanged
 Batches are drawn without replacement per epoch from a permutation that depends only on
 ``(seed, epoch, rank)``, so a run is reproducible on CPU and a resumed run continues with
 exactly the batches the uninterrupted run would have seen.
+
+At the sizes users train (images, CUDA): ``train.num_workers > 0`` builds the window batches
+in ``DataLoader`` worker processes (each step's batch is still a function of
+``(seed, rank, step)`` only, so the batches, and on CPU the trained weights, are the same as
+with ``num_workers: 0``), pinned for asynchronous host-to-device copies; ``train.precision:
+bf16`` runs the forward pass under CUDA bfloat16 autocast; ``train.compile`` wraps the model
+in ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -34,7 +42,7 @@ from torch import nn
 
 import il_core
 from il_core.augment import AugmentConfig, Augmenter
-from il_core.batch import to_torch
+from il_core.batch import numpy_to_tensors, to_torch
 from il_core.checkpoint import read_checkpoint, save_checkpoint
 from il_core.config import ConfigError, from_dict, merge, to_dict
 from il_core.data import EpisodeDataset
@@ -67,6 +75,16 @@ class TrainConfig:
             (:mod:`il_core.metrics_log`).
         wandb: Also log to Weights & Biases (needs the ``wandb`` package).
         wandb_project: The W&B project of the run.
+        precision: ``fp32``, or ``bf16``: the forward pass (and so the loss) under
+            ``torch.autocast("cuda", torch.bfloat16)``; weights, gradients and optimiser state
+            stay float32. CUDA only (refused on CPU, where bfloat16 autocast is not checked
+            against float32 training here).
+        compile: Wrap the model in ``torch.compile`` (default mode). The first steps are
+            slow while it compiles; checkpoints hold the plain module's weights.
+        num_workers: ``DataLoader`` worker processes that build the window batches (frame
+            reads, image decoding, augmentation). 0 builds them in the training process, as
+            before. Any value gives the same batches for the same seed.
+        prefetch_factor: Batches each worker prepares ahead (``num_workers > 0`` only).
     """
 
     steps: int = field(default=3000, metadata={"help": "optimiser steps"})
@@ -87,6 +105,12 @@ class TrainConfig:
     tensorboard: bool = field(default=True, metadata={"help": "TensorBoard event files"})
     wandb: bool = field(default=False, metadata={"help": "log to Weights & Biases"})
     wandb_project: str = field(default="il_ros", metadata={"help": "W&B project"})
+    precision: Literal["fp32", "bf16"] = field(
+        default="fp32", metadata={"help": "fp32 | bf16 (CUDA autocast)"}
+    )
+    compile: bool = field(default=False, metadata={"help": "torch.compile the model"})
+    num_workers: int = field(default=0, metadata={"help": "DataLoader workers, 0 = in-process"})
+    prefetch_factor: int = field(default=2, metadata={"help": "batches prefetched per worker"})
 
     def __post_init__(self) -> None:
         checks = [
@@ -100,6 +124,8 @@ class TrainConfig:
             (self.val_every >= 0 and self.log_every >= 1, "val_every >= 0, log_every >= 1"),
             (self.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
             (self.num_threads >= 0, "num_threads must be >= 0"),
+            (self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}"),
+            (self.prefetch_factor >= 1, "prefetch_factor must be >= 1"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -222,6 +248,70 @@ class _BatchSampler:
         return self._perm[start : start + self.batch]
 
 
+class _WindowBatches(torch.utils.data.IterableDataset):
+    """The training batches of steps ``start..steps-1``, built in ``DataLoader`` workers.
+
+    Worker ``w`` of ``n`` builds steps ``start + w, start + w + n, ...``; the loader takes
+    one batch from each worker in turn, so the training loop receives them in step order.
+    Each batch depends only on ``(seed, rank, step)`` (the sampler's epoch permutation and
+    the augmenter's generator), never on which worker built it. The dataset is pickled into
+    each worker (its on-disk frame reader reopens the files there).
+    """
+
+    def __init__(
+        self,
+        dataset: EpisodeDataset,
+        sampler: _BatchSampler,
+        history: int,
+        horizon: int,
+        augmenter: Augmenter | None,
+        start: int,
+        steps: int,
+    ) -> None:
+        super().__init__()
+        self.dataset, self.sampler, self.augmenter = dataset, sampler, augmenter
+        self.history, self.horizon, self.start, self.steps = history, horizon, start, steps
+
+    def batch(self, step: int) -> dict[str, Any]:
+        """The numpy window batch of ``step`` (what the in-process loop builds)."""
+        window = self.dataset.window(self.sampler(step), self.history, self.horizon)
+        if self.augmenter is not None:
+            window = self.augmenter.train_batch(window, step)
+        return window
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = torch.utils.data.get_worker_info()
+        wid, n = (0, 1) if info is None else (info.id, info.num_workers)
+        for step in range(self.start + wid, self.steps, n):
+            yield self.batch(step)
+
+
+def _batch_loader(
+    batches: _WindowBatches, cfg: TrainConfig, device: torch.device
+) -> Iterator[dict[str, Any]]:
+    """Worker-built batches as CPU tensors (pinned when training on CUDA), in step order."""
+    loader = torch.utils.data.DataLoader(
+        batches,
+        batch_size=None,  # each item is already a whole batch
+        num_workers=cfg.num_workers,
+        collate_fn=numpy_to_tensors,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=cfg.prefetch_factor,
+        persistent_workers=False,
+        # Its own generator: the loader's base seed must not consume torch's global RNG,
+        # which the policy's forward pass draws from (diffusion noise, dropout).
+        generator=torch.Generator().manual_seed(0),
+    )
+    return iter(loader)
+
+
+def _autocast(device: torch.device, precision: str) -> AbstractContextManager[Any]:
+    """The forward pass's autocast context: CUDA bfloat16 for ``bf16``, else none."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
 def _lr_factor(cfg: TrainConfig, step: int) -> float:
     if cfg.warmup_steps and step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
@@ -307,6 +397,10 @@ def train(
     device = _select_device(cfg.device, dist_info)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
+    if cfg.precision == "bf16" and device.type != "cuda":
+        raise ConfigError(
+            f"train.precision=bf16 needs a CUDA device (got {device}); use fp32 on CPU"
+        )
     if cfg.batch_size % dist_info.world:
         raise ConfigError(
             f"train.batch_size={cfg.batch_size} is not divisible by the "
@@ -335,6 +429,8 @@ def train(
         model = DistributedDataParallel(
             policy, device_ids=[device.index] if device.type == "cuda" else None
         )
+    if cfg.compile:
+        model = torch.compile(model)
     optim = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start = 0
     if ckpt_state is not None:
@@ -375,6 +471,10 @@ def train(
         train_idx, cfg.batch_size // dist_info.world, seed, dist_info.rank, dist_info.world
     )
 
+    batches = _WindowBatches(dataset, sampler, k, h, augmenter, start, cfg.steps)
+    loader = _batch_loader(batches, cfg, device) if cfg.num_workers > 0 else None
+    cuda = device.type == "cuda"
+
     def state(step: int, summary: dict[str, Any], with_optim: bool) -> dict[str, Any]:
         extra: dict[str, Any] = {
             "train": {
@@ -414,11 +514,10 @@ def train(
     for step in range(start, cfg.steps):
         for g in optim.param_groups:
             g["lr"] = cfg.lr * _lr_factor(cfg, step)
-        window = dataset.window(sampler(step), k, h)
-        if augmenter is not None:
-            window = augmenter.train_batch(window, step)
-        batch = to_torch(window, device)
-        loss, logs = model(batch)
+        window = batches.batch(step) if loader is None else next(loader)
+        batch = to_torch(window, device, pin_memory=cuda)
+        with _autocast(device, cfg.precision):
+            loss, logs = model(batch)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
@@ -464,6 +563,7 @@ def train(
         if dist_info.main and cfg.checkpoint_every and done % cfg.checkpoint_every == 0:
             save_checkpoint(out / "last.pt", policy, state(done, {}, with_optim=True))
     bar.close()
+    loader = None  # its worker processes have built every step and exit
     summary = {
         "policy": name,
         "steps": cfg.steps,

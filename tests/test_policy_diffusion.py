@@ -10,7 +10,7 @@ from il_core.batch import to_torch
 from il_core.checkpoint import load_policy, save_checkpoint
 from il_core.config import ConfigError
 from il_core.policies import make_config, make_policy
-from il_core.policies.diffusion.model import make_betas
+from il_core.policies.diffusion.model import Conv1d, ConvTranspose1d, make_betas
 from tests.helpers import random_batch, vector_spec
 
 SMALL = {
@@ -202,3 +202,26 @@ def test_bfloat16_policy_exports(tmp_path):
     eager = policy.spec.action.clip(eager.numpy())
     np.testing.assert_allclose(ts.predict_action_chunk(obs, noise), eager, atol=1e-3)
     np.testing.assert_allclose(onnx.predict_action_chunk(obs, noise), eager, atol=0.05)
+
+
+@pytest.mark.parametrize(
+    "conv",
+    [
+        lambda: Conv1d(512, 512, 5, padding=2),
+        lambda: Conv1d(512, 512, 3, 2, 1),
+        lambda: Conv1d(2048, 512, 1),
+        lambda: ConvTranspose1d(512, 512, 4, 2, 1),
+    ],
+)
+def test_cpu_inference_conv_path_matches_stock_convolution(conv):
+    """The batch-1 CPU inference path (F.linear on a weight view) = nn.Conv1d, float rounding."""
+    torch.manual_seed(0)
+    m = conv()
+    stock = type(m).__mro__[1]  # nn.Conv1d / nn.ConvTranspose1d
+    for b, t in ((1, 4), (2, 8), (1, 16)):
+        x = torch.randn(b, m.in_channels, t)
+        with torch.no_grad():
+            ref = stock.forward(m, x)
+            np.testing.assert_allclose(m(x).numpy(), ref.numpy(), atol=2e-5, rtol=1e-5)
+        # With gradients (training) the stock kernel runs, bit for bit.
+        assert torch.equal(m(x).detach(), ref)

@@ -125,6 +125,91 @@ class MatmulConv1d(nn.Module):
         return out.reshape(-1, b, t).transpose(0, 1)
 
 
+def _fast_cpu_path(x: Tensor, weight: Tensor, rows: int) -> bool:
+    """Whether a convolution should run as one weight-streaming matrix product (see below)."""
+    # Tracing first: under a trace the sizes are traced values, not plain ints.
+    return (
+        not torch.jit.is_tracing()
+        and not torch.jit.is_scripting()
+        and not torch.is_grad_enabled()
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and rows <= _FAST_MAX_ROWS
+        and weight.numel() >= _FAST_MIN_WEIGHTS
+    )
+
+
+# Below 4 MB of weights the layer is cache-resident and PyTorch's own kernel is as fast; above
+# 16 output columns (batch x time) the product is no longer bound by reading the weights.
+_FAST_MIN_WEIGHTS = 1 << 20
+_FAST_MAX_ROWS = 16
+
+
+class Conv1d(nn.Conv1d):
+    """``nn.Conv1d`` (same parameters and ``state_dict``) with a faster CPU inference path.
+
+    At batch 1 the U-Net's large convolutions have only a few output columns (batch x time:
+    4 at the 2048-channel level) and are bound by streaming the weights. PyTorch's float32
+    CPU kernel for them (``_slow_conv2d_forward``: im2col, then a GEMM with the weight on the
+    left) reaches about half the memory bandwidth that a GEMM with the weight as a transposed
+    right operand does, so without gradients, on CPU, in float32 and for small outputs,
+    :meth:`forward` unfolds the input and calls ``F.linear`` with a view of the weight
+    ``(out, in * k)`` (no copy; the same sum, in another order: float rounding apart, the
+    output is the same). Traced exports (TorchScript, ONNX) and training keep the stock path.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, C_in, T)`` -> ``(B, C_out, T_out)``."""
+        k, s, p = self.kernel_size[0], self.stride[0], self.padding[0]
+        b, _, t = x.shape
+        t_out = (t + 2 * p - k) // s + 1
+        if (
+            self.groups != 1
+            or self.dilation[0] != 1
+            or self.padding_mode != "zeros"
+            or isinstance(self.padding, str)
+            or not _fast_cpu_path(x, self.weight, b * t_out)
+        ):
+            return super().forward(x)
+        if p:
+            x = F.pad(x, (p, p))
+        cols = x.unfold(2, k, s).permute(0, 2, 1, 3).reshape(b * t_out, -1)  # (B*T, C_in*k)
+        out = F.linear(cols, self.weight.reshape(self.out_channels, -1), self.bias)
+        return out.reshape(b, t_out, -1).transpose(1, 2).contiguous()
+
+
+class ConvTranspose1d(nn.ConvTranspose1d):
+    """``nn.ConvTranspose1d`` with the same faster CPU inference path as :class:`Conv1d`.
+
+    The product ``x^T (B*T, C_in) @ W (C_in, C_out * k)`` (a view of the weight) gives each
+    input step's contribution to ``k`` output steps; they are added at stride ``s`` and the
+    padding is cropped.
+    """
+
+    def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
+        """``(B, C_in, T)`` -> ``(B, C_out, T_out)``."""
+        k, s, p = self.kernel_size[0], self.stride[0], self.padding[0]
+        b, c_in, t = x.shape
+        if (
+            output_size is not None
+            or self.groups != 1
+            or self.dilation[0] != 1
+            or self.output_padding[0] != 0
+            or not _fast_cpu_path(x, self.weight, b * t)
+        ):
+            return super().forward(x, output_size)
+        c_out = self.out_channels
+        y = x.transpose(1, 2).reshape(b * t, c_in) @ self.weight.reshape(c_in, c_out * k)
+        y = y.reshape(b, t, c_out, k).permute(0, 2, 3, 1)  # (B, C_out, k, T)
+        full = (t - 1) * s + k
+        z = x.new_zeros(b, c_out, full)
+        for j in range(k):
+            z[:, :, j : j + s * (t - 1) + 1 : s] += y[:, :, j]
+        z = z[:, :, p : full - p]
+        return z if self.bias is None else z + self.bias[:, None]
+
+
 def lowp_unet_copy(unet: nn.Module, dtype: torch.dtype) -> nn.Module:
     """Inference copy of a U-Net: convolutions as :class:`MatmulConv1d`, weights in ``dtype``.
 
@@ -155,7 +240,7 @@ class Conv1dBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, kernel: int, groups: int) -> None:
         super().__init__()
         self.block = nn.Sequential(
-            nn.Conv1d(c_in, c_out, kernel, padding=kernel // 2),
+            Conv1d(c_in, c_out, kernel, padding=kernel // 2),
             nn.GroupNorm(groups, c_out),
             nn.Mish(),
         )
@@ -183,7 +268,7 @@ class ConditionalResidualBlock1D(nn.Module):
         self.cond_encoder = nn.Sequential(
             nn.Mish(), nn.Linear(cond_dim, 2 * c_out if scale else c_out)
         )
-        self.residual = nn.Conv1d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+        self.residual = Conv1d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
         """FiLM-conditioned residual block."""
@@ -239,17 +324,17 @@ class ConditionalUnet1D(nn.Module):
         self.down = nn.ModuleList()
         for i, (c_in, c_out) in enumerate(in_out):
             last = i == len(in_out) - 1
-            sample = nn.Identity() if last else nn.Conv1d(c_out, c_out, 3, 2, 1)
+            sample = nn.Identity() if last else Conv1d(c_out, c_out, 3, 2, 1)
             self.down.append(nn.ModuleList([res(c_in, c_out), res(c_out, c_out), sample]))
         mid = dims[-1]
         self.mid = nn.ModuleList([res(mid, mid), res(mid, mid)])
         self.up = nn.ModuleList()
         for c_in, c_out in reversed(in_out[1:]):
-            up = nn.ConvTranspose1d(c_in, c_in, 4, 2, 1)
+            up = ConvTranspose1d(c_in, c_in, 4, 2, 1)
             self.up.append(nn.ModuleList([res(2 * c_out, c_in), res(c_in, c_in), up]))
         start = down_dims[0]
         self.final = nn.Sequential(
-            Conv1dBlock(start, start, kernel_size, n_groups), nn.Conv1d(start, action_dim, 1)
+            Conv1dBlock(start, start, kernel_size, n_groups), Conv1d(start, action_dim, 1)
         )
 
     def forward(self, sample: Tensor, timestep: Tensor, global_cond: Tensor) -> Tensor:
