@@ -97,7 +97,10 @@ class ResNet18(nn.Module):
         inplanes = 64
         for i, planes in enumerate((64, 128, 256, 512)):
             stride = 1 if i == 0 else 2
-            blocks = [BasicBlock(inplanes, planes, stride, norm), BasicBlock(planes, planes, 1, norm)]
+            blocks = [
+                BasicBlock(inplanes, planes, stride, norm),
+                BasicBlock(planes, planes, 1, norm),
+            ]
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
             inplanes = planes
         # torchvision's initialisation.
@@ -170,7 +173,7 @@ def load_pretrained(backbone: ResNet18, source: str) -> None:
             raise ConfigError(f"image_encoder.pretrained_backbone: no file {str(path)!r}")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is a config error here
+        except Exception as exc:
             raise ConfigError(
                 f"image_encoder.pretrained_backbone: cannot read {str(path)!r} as a torch "
                 f"state dict: {exc}"

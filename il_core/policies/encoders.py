@@ -147,7 +147,8 @@ def make_backbone(
     Returns:
         The module ``(N, C, H, W) -> (N, C', H', W')`` and ``(C', H', W')``.
     """
-    from il_core.policies.backbones import ResNet18, load_pretrained as load
+    from il_core.policies.backbones import ResNet18
+    from il_core.policies.backbones import load_pretrained as load
 
     h, w, c = in_shape
     if cfg.backbone == "resnet18":

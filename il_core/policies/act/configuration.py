@@ -3,8 +3,9 @@
 Defaults follow LeRobot 0.4.4's ``ACTConfig`` (``lerobot/policies/act/configuration_act.py``,
 Apache-2.0): chunks of 100, ``dim_model`` 512, 8 heads, feedforward 3200, 4 encoder layers,
 1 decoder layer (the paper's code set 7 but, by a bug, used only the first: LeRobot matches
-that, tonyzhaozh/act issue 25), 4 VAE-encoder layers, a 32-d latent, dropout 0.1, post-norm, ``kl_weight`` 10, and a
-ResNet-18 with frozen batch norm whose ``layer4`` feature map cells are the image tokens.
+that, tonyzhaozh/act issue 25), 4 VAE-encoder layers, a 32-d latent, dropout 0.1, post-norm,
+``kl_weight`` 10, and a ResNet-18 with frozen batch norm whose ``layer4`` feature map cells
+are the image tokens (``image_encoder.pooling`` is ignored: act always reads the map).
 """
 
 from __future__ import annotations

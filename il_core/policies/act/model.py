@@ -261,6 +261,7 @@ class ACTPolicy(Policy):
         self.backbones = nn.ModuleDict()
         self.img_proj = nn.ModuleDict()
         cam_pos = []
+        hw = (0, 0)
         icfg = cfg.image_encoder
         if self.image_keys:
             shapes = {spec.observations[key].shape for key in self.image_keys}
@@ -305,9 +306,7 @@ class ACTPolicy(Policy):
         b = nobs[self.vector_keys[0]].shape[0]
         return torch.cat([nobs[key].reshape(b, -1) for key in self.vector_keys], dim=-1)
 
-    def _latent(
-        self, state: Tensor | None, target: Tensor, mask: Tensor
-    ) -> tuple[Tensor, Tensor]:
+    def _latent(self, state: Tensor | None, target: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """``mu, logvar`` ``(B, Z)`` of q(z | state, chunk); padded actions masked out."""
         b = target.shape[0]
         tokens = [self.vae_encoder_cls_embed.weight.expand(b, 1, -1)]
@@ -390,5 +389,9 @@ class ACTPolicy(Policy):
         if self.config.inference_latent == "prior_mean":
             z = torch.zeros(shape, device=self.action_head.weight.device)
         else:
-            z = torch.randn(shape, device=self.action_head.weight.device) if noise is None else noise
+            z = (
+                torch.randn(shape, device=self.action_head.weight.device)
+                if noise is None
+                else noise
+            )
         return self.normalizer.unnormalize_action(self._decode(nobs, state, z))
