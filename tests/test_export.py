@@ -25,7 +25,15 @@ CASES = {
     "bc": {"hidden_dims": [32, 32]},
     "bc_discrete": {"hidden_dims": [32, 32]},
     "mog": {"hidden_dims": [32, 32], "num_modes": 3, "inference": "sample"},
-    "act": {"hidden_dims": [32, 32], "latent_dim": 4, "history_encoder": {"kind": "gru"}},
+    "act": {
+        "dim_model": 16,
+        "n_heads": 2,
+        "dim_feedforward": 32,
+        "n_encoder_layers": 1,
+        "n_vae_encoder_layers": 1,
+        "latent_dim": 4,
+    },
+    "act_mlp": {"hidden_dims": [32, 32], "latent_dim": 4, "history_encoder": {"kind": "gru"}},
     "ar": {"hidden_dims": [32, 32], "num_bins": 16, "history_encoder": {"kind": "transformer"}},
     "diffusion": {
         "down_dims": [16, 32],
@@ -220,9 +228,11 @@ def test_load_runtime_policy_errors_name_the_file(tmp_path, mog_files):
 
 
 def test_act_temporal_ensembling_survives_export(tmp_path, rng):
-    policy = _trained("act", vector_spec(), rng, n_action_steps=1, temporal_ensemble_coeff=0.05)
+    policy = _trained(
+        "act_mlp", vector_spec(), rng, n_action_steps=1, temporal_ensemble_coeff=0.05
+    )
     exported = load_runtime_policy(export_policy(policy, tmp_path / "act.onnx"))
-    assert exported.name == "act"
+    assert exported.name == "act_mlp"
     assert exported.config.temporal_ensemble_coeff == 0.05
     assert exported.config.history_encoder.kind == "gru"  # sections read like dataclasses
     assert exported.config.hidden_dims == policy.config.hidden_dims == (32, 32)

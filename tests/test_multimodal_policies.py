@@ -21,7 +21,7 @@ from il_core.policies.encoders import HistoryEncoder, HistoryEncoderConfig, _Cau
 from tests.helpers import image_spec, random_batch, vector_spec
 
 CPU = torch.device("cpu")
-NAMES = ["bc", "diffusion", "mog", "act", "ar"]
+NAMES = ["bc", "diffusion", "mog", "act", "act_mlp", "ar"]
 # Tiny sizes so the whole file runs in seconds.
 SMALL = {
     "diffusion": {
@@ -33,7 +33,15 @@ SMALL = {
     },
     "bc": {"hidden_dims": [32, 32]},
     "mog": {"hidden_dims": [32, 32], "num_modes": 3},
-    "act": {"hidden_dims": [32, 32], "latent_dim": 4},
+    "act": {
+        "dim_model": 32,
+        "n_heads": 2,
+        "dim_feedforward": 64,
+        "n_encoder_layers": 1,
+        "n_vae_encoder_layers": 1,
+        "latent_dim": 4,
+    },
+    "act_mlp": {"hidden_dims": [32, 32], "latent_dim": 4},
     "ar": {"hidden_dims": [32, 32], "num_bins": 16},
 }
 
@@ -87,6 +95,10 @@ def test_continuous_only_policies_refuse_discrete_actions(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_loss_backward_and_chunk_shapes(rng, name, history):
     spec = vector_spec()
+    if name == "act" and history != "stack":  # act reads the history as tokens
+        with pytest.raises(ConfigError, match="history_encoder.kind must be stack"):
+            make_policy(name, _cfg(name, history_encoder={"kind": history}), spec)
+        return
     policy = make_policy(name, _cfg(name, history_encoder={"kind": history}), spec)
     batch = to_torch(random_batch(spec, rng, b=6, k=2, h=4), CPU)
     loss, logs = policy(batch)
@@ -124,7 +136,8 @@ def test_cameras_train_and_act(rng, name):
     batch = to_torch(random_batch(spec, rng, b=3, k=2, h=4), CPU)
     loss, _ = policy(batch)
     loss.backward()
-    cnn = [p.grad for n, p in policy.named_parameters() if "cnns.cam0" in n and p.requires_grad]
+    prefix = "backbones.cam0" if name == "act" else "cnns.cam0"
+    cnn = [p.grad for n, p in policy.named_parameters() if prefix in n and p.requires_grad]
     assert cnn and all(g is not None and g.abs().sum() > 0 for g in cnn)
     obs = {"state": np.zeros(3, np.float32), "cam0": np.zeros((24, 24, 3), np.uint8)}
     assert policy.eval().select_action(obs).shape == (2,)
@@ -160,7 +173,8 @@ def test_checkpoint_round_trip_acts_the_same(tmp_path, rng, name):
             "max": np.ones(2),
         },
     }
-    policy = make_policy(name, _cfg(name, history_encoder={"kind": "gru"}), spec, stats).eval()
+    history = {"kind": "stack" if name == "act" else "gru"}
+    policy = make_policy(name, _cfg(name, history_encoder=history), spec, stats).eval()
     policy.after_optimizer_step(1)
     path = save_checkpoint(tmp_path / "p.pt", policy)
     loaded = load_policy(path)

@@ -25,6 +25,7 @@ _BUILTIN = {
     "diffusion": "il_core.policies.diffusion",
     "mog": "il_core.policies.mog",
     "act": "il_core.policies.act",
+    "act_mlp": "il_core.policies.act_mlp",
     "ar": "il_core.policies.ar",
 }
 

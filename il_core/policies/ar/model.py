@@ -62,7 +62,11 @@ class ARPolicy(Policy):
         self.discrete = spec.action.kind == "discrete"
         self.normalizer = Normalizer(spec, stats, action_mode="min_max")
         self.encoder = ObservationEncoder(
-            spec, config.n_obs_steps, config.image_encoder, config.history_encoder
+            spec,
+            config.n_obs_steps,
+            config.image_encoder,
+            config.history_encoder,
+            load_pretrained=stats is not None,
         )
         self.dim = 1 if self.discrete else spec.action.dim
         self.nb = int(spec.action.num_classes) if self.discrete else config.num_bins

@@ -39,7 +39,11 @@ class BCPolicy(Policy):
         super().__init__(config, spec, stats)
         self.normalizer = Normalizer(spec, stats)
         self.encoder = ObservationEncoder(
-            spec, config.n_obs_steps, config.image_encoder, config.history_encoder
+            spec,
+            config.n_obs_steps,
+            config.image_encoder,
+            config.history_encoder,
+            load_pretrained=stats is not None,
         )
         act = spec.action
         self.discrete = act.kind == "discrete"

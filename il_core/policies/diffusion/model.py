@@ -357,10 +357,14 @@ class ConditionalUnet1D(nn.Module):
 class _DenoiserNet(nn.Module):
     """Everything the EMA averages: observation encoder + U-Net."""
 
-    def __init__(self, spec: DatasetSpec, cfg: DiffusionConfig) -> None:
+    def __init__(self, spec: DatasetSpec, cfg: DiffusionConfig, load_pretrained: bool) -> None:
         super().__init__()
         self.encoder = ObservationEncoder(
-            spec, cfg.n_obs_steps, cfg.image_encoder, cfg.history_encoder
+            spec,
+            cfg.n_obs_steps,
+            cfg.image_encoder,
+            cfg.history_encoder,
+            load_pretrained=load_pretrained,
         )
         cond_dim = self.encoder.out_dim
         layers: list[nn.Module] = []
@@ -403,7 +407,7 @@ class DiffusionPolicy(Policy):
             raise ConfigError("policy 'diffusion' needs continuous actions")
         # Min-max to [-1, 1]: the range the sample clipping and the unit-variance noise assume.
         self.normalizer = Normalizer(spec, stats, action_mode="min_max")
-        self.net = _DenoiserNet(spec, config)
+        self.net = _DenoiserNet(spec, config, load_pretrained=stats is not None)
         self.ema_net: nn.Module | None = None
         if config.use_ema:
             self.ema_net = copy.deepcopy(self.net).requires_grad_(False)

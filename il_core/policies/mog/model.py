@@ -60,7 +60,11 @@ class MoGPolicy(Policy):
             raise ConfigError("policy 'mog' needs continuous actions")
         self.normalizer = Normalizer(spec, stats)
         self.encoder = ObservationEncoder(
-            spec, config.n_obs_steps, config.image_encoder, config.history_encoder
+            spec,
+            config.n_obs_steps,
+            config.image_encoder,
+            config.history_encoder,
+            load_pretrained=stats is not None,
         )
         self.k = config.num_modes
         self.chunk_numel = config.horizon * spec.action.dim

@@ -1,4 +1,4 @@
-"""ACT-style CVAE: the KL term, the posterior's use of the chunk, prior-mean inference."""
+"""act_mlp (the MLP CVAE): the KL term, the posterior's use of the chunk, prior-mean inference."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def _batch(b: int = 4) -> dict:
 
 
 def test_kl_is_zero_when_the_posterior_is_the_prior():
-    policy = make_policy("act", CFG, vector_spec())
+    policy = make_policy("act_mlp", CFG, vector_spec())
     last = policy.posterior[-1]
     with torch.no_grad():
         last.weight.zero_()
@@ -36,7 +36,7 @@ def test_kl_is_zero_when_the_posterior_is_the_prior():
 
 def test_posterior_sees_the_chunk_and_decoding_ignores_it():
     torch.manual_seed(0)
-    policy = make_policy("act", {**CFG, "kl_weight": 1.0}, vector_spec())
+    policy = make_policy("act_mlp", {**CFG, "kl_weight": 1.0}, vector_spec())
     batch = _batch()
     batch[ACTION].requires_grad_(True)
     loss, _ = policy(batch)
@@ -50,7 +50,7 @@ def test_posterior_sees_the_chunk_and_decoding_ignores_it():
 
 
 def test_prior_sampling_varies_the_chunk():
-    policy = make_policy("act", {**CFG, "inference_latent": "sample"}, vector_spec()).eval()
+    policy = make_policy("act_mlp", {**CFG, "inference_latent": "sample"}, vector_spec()).eval()
     assert policy.noise_shape == (3,)
     obs = {"state": torch.zeros(1, 1, 4)}
     a = policy.predict_chunk_tensor(obs, noise=torch.zeros(1, 3))
