@@ -22,11 +22,13 @@ from queue import Queue
 import numpy as np
 import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rosbags.highlevel import AnyReader
 from std_msgs.msg import String
 
 from il_core.bag_import import import_bags
 from il_core.data import EpisodeDataset
 from il_core.mapping import load_mapping
+from il_core.messages import decode_command
 from il_ros.common import EPISODE_CONTROL_TOPIC, STATUS_QOS
 from il_ros.conversions import message_class
 from tests.bag_utils import BagRecorder
@@ -168,7 +170,9 @@ def test_import_of_the_bag_gives_the_recorders_episodes(run, storage):
     import_bags([bag], MAPPING, triggered, split_on_episode_topic=True, trigger="position")
     again = EpisodeDataset(triggered)
     live_t = EpisodeDataset(run / "live_triggered")
+    commands = _commands_in(bag)  # (log time, value) of every command in the bag
     steps = matched = equal_actions = equal_images = 0
+    unexplained = []
     for i, j in _same_episodes(live_t, again).items():
         a, b = live_t.episode(i), again.episode(j)
         assert live_t.episodes[i].success == again.episodes[j].success
@@ -179,7 +183,19 @@ def test_import_of_the_bag_gives_the_recorders_episodes(run, storage):
         ia, ib = np.array(pairs).T
         steps += len(a)
         matched += len(pairs)
-        equal_actions += int(np.all(a.actions[ia] == b.actions[ib], axis=1).sum())
+        same = np.all(a.actions[ia] == b.actions[ib], axis=1)
+        equal_actions += int(same.sum())
+        # The teleop's timer has its own phase: where its command reached the recorder and the
+        # bag writer on either side of an odometry message, the two took neighbouring
+        # commands. Each difference must be that: one of the two commands was logged within
+        # 15 ms of the step. A wrong tick, stream or order would not be.
+        for ja, jb in zip(ia[~same], ib[~same], strict=True):
+            tick = b.timestamps[jb]
+            near = [v for t, v in commands if abs(t - tick) < 0.015]
+            if not any(
+                np.array_equal(v, a.actions[ja]) or np.array_equal(v, b.actions[jb]) for v in near
+            ):
+                unexplained.append((i, int(ja), a.actions[ja].tolist(), b.actions[jb].tolist()))
         cams = np.abs(a.observations["camera"][ia].astype(int) - b.observations["camera"][ib])
         equal_images += int((cams.reshape(len(pairs), -1).max(1) == 0).sum())
         np.testing.assert_array_equal(a.observations["goal"][ia], b.observations["goal"][ib])
@@ -188,6 +204,20 @@ def test_import_of_the_bag_gives_the_recorders_episodes(run, storage):
         f"{equal_images} same images"
     )
     assert matched >= steps - 2 * EPISODES, (matched, steps)
-    # Only a message that reached the two processes on either side of a step can differ.
-    assert equal_actions >= 0.95 * matched, (equal_actions, matched)
-    assert equal_images >= 0.95 * matched, (equal_images, matched)
+    assert not unexplained, unexplained
+    # Most commands are far from the step (how many depends on the two timers' phases).
+    assert equal_actions >= 0.5 * matched, (equal_actions, matched)
+    # Frames are published with the odometry that triggers the step: the same ones.
+    assert equal_images >= 0.9 * matched, (equal_images, matched)
+
+
+def _commands_in(bag):
+    """``[(log time s, action (2,))]`` of the bag's ``/cmd_vel`` messages."""
+    mapping = load_mapping(MAPPING)
+    out = []
+    with AnyReader([bag]) as reader:
+        conns = [c for c in reader.connections if c.topic == mapping.action.topic]
+        for conn, t_ns, raw in reader.messages(connections=conns):
+            value, _ = decode_command(mapping.action, reader.deserialize(raw, conn.msgtype))
+            out.append((t_ns * 1e-9, value))
+    return out
