@@ -15,6 +15,7 @@ from typing import Literal
 
 from il_core.config import ConfigError
 from il_core.policies.base import PolicyConfig
+from il_core.policies.cvae import check_cvae_config
 from il_core.policies.encoders import ImageEncoderConfig
 
 
@@ -91,6 +92,7 @@ class ACTConfig(PolicyConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_cvae_config(self)
         if self.dim_model < 1 or self.n_heads < 1 or self.dim_model % self.n_heads:
             raise ConfigError(
                 f"dim_model ({self.dim_model}) must be divisible by n_heads ({self.n_heads})"
@@ -105,19 +107,9 @@ class ACTConfig(PolicyConfig):
             raise ConfigError("feedforward_activation must be relu or gelu")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.kl_weight < 0:
-            raise ConfigError(f"kl_weight must be >= 0, got {self.kl_weight}")
         if self.history_encoder.kind != "stack":
             raise ConfigError(
                 "act reads the history as tokens (all steps' vectors in the state token, every "
                 f"frame's cells as image tokens): history_encoder.kind must be stack, "
                 f"got {self.history_encoder.kind!r}"
             )
-        if self.temporal_ensemble_coeff is not None:
-            if self.temporal_ensemble_coeff < 0:
-                raise ConfigError("temporal_ensemble_coeff must be >= 0 (or null)")
-            if self.n_action_steps != 1:
-                raise ConfigError(
-                    f"temporal_ensemble_coeff needs n_action_steps 1 (a chunk every tick), "
-                    f"got {self.n_action_steps}"
-                )

@@ -35,6 +35,7 @@ from il_core.normalize import Normalizer
 from il_core.policies import register_policy
 from il_core.policies.act.configuration import ACTConfig
 from il_core.policies.base import Policy
+from il_core.policies.cvae import cvae_loss, kl_to_standard_normal, latent_noise_shape
 from il_core.policies.encoders import make_backbone
 from il_core.spec import DatasetSpec
 
@@ -376,26 +377,17 @@ class ACTPolicy(Policy):
         if self.config.use_vae:
             mu, logvar = self._latent(state, target, mask)
             z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
-            kl = (-0.5 * (1 + logvar - mu.square() - logvar.exp())).sum(-1).mean()
+            kl = kl_to_standard_normal(mu, logvar)
         else:
             z = target.new_zeros(b, self.config.latent_dim)
             kl = target.new_zeros(())
         pred = self._decode(nobs, state, z)
-        err = (pred - target).abs() if self.config.loss == "l1" else (pred - target).square()
-        recon = (err.mean(-1) * mask).sum() / mask.sum().clamp_min(1.0)
-        loss = recon + self.config.kl_weight * kl
-        return loss, {
-            "loss": float(loss.detach()),
-            "recon": float(recon.detach()),
-            "kl": float(kl.detach()),
-        }
+        return cvae_loss(pred, target, mask, kl, self.config)
 
     @property
     def noise_shape(self) -> tuple[int, ...] | None:
         """Per-sample standard-normal noise (the prior draw of z), None at the prior mean."""
-        if self.config.inference_latent == "prior_mean":
-            return None
-        return (self.config.latent_dim,)
+        return latent_noise_shape(self.config)
 
     def predict_chunk_tensor(self, obs: dict[str, Tensor], noise: Tensor | None = None) -> Tensor:
         """Raw observation histories ``{key: (B, k, ...)}`` -> raw chunks ``(B, h, D)``.

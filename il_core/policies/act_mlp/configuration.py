@@ -7,6 +7,7 @@ from typing import Literal
 
 from il_core.config import ConfigError
 from il_core.policies.base import PolicyConfig
+from il_core.policies.cvae import check_cvae_config
 
 
 @dataclass
@@ -44,17 +45,6 @@ class ACTMLPConfig(PolicyConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.latent_dim < 1:
-            raise ConfigError(f"latent_dim must be >= 1, got {self.latent_dim}")
+        check_cvae_config(self)
         if not self.hidden_dims or min(self.hidden_dims) < 1:
             raise ConfigError(f"hidden_dims must be positive sizes, got {self.hidden_dims}")
-        if self.kl_weight < 0:
-            raise ConfigError(f"kl_weight must be >= 0, got {self.kl_weight}")
-        if self.temporal_ensemble_coeff is not None:
-            if self.temporal_ensemble_coeff < 0:
-                raise ConfigError("temporal_ensemble_coeff must be >= 0 (or null)")
-            if self.n_action_steps != 1:
-                raise ConfigError(
-                    f"temporal_ensemble_coeff needs n_action_steps 1 (a chunk every tick), "
-                    f"got {self.n_action_steps}"
-                )

@@ -24,6 +24,7 @@ from il_core.normalize import Normalizer
 from il_core.policies import register_policy
 from il_core.policies.act_mlp.configuration import ACTMLPConfig
 from il_core.policies.base import Policy
+from il_core.policies.cvae import cvae_loss, kl_to_standard_normal, latent_noise_shape
 from il_core.policies.encoders import ObservationEncoder, mlp
 from il_core.spec import DatasetSpec
 
@@ -70,22 +71,12 @@ class ACTMLPPolicy(Policy):
         mu, logvar = self.posterior(torch.cat([feats, chunk_in], -1)).chunk(2, dim=-1)
         z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
         pred = self._decode(feats, z)
-        err = (pred - target).abs() if self.config.loss == "l1" else (pred - target).square()
-        recon = (err.mean(-1) * mask).sum() / mask.sum().clamp_min(1.0)
-        kl = (-0.5 * (1 + logvar - mu.square() - logvar.exp())).sum(-1).mean()
-        loss = recon + self.config.kl_weight * kl
-        return loss, {
-            "loss": float(loss.detach()),
-            "recon": float(recon.detach()),
-            "kl": float(kl.detach()),
-        }
+        return cvae_loss(pred, target, mask, kl_to_standard_normal(mu, logvar), self.config)
 
     @property
     def noise_shape(self) -> tuple[int, ...] | None:
         """Per-sample standard-normal noise (the prior draw of z), None at the prior mean."""
-        if self.config.inference_latent == "prior_mean":
-            return None
-        return (self.config.latent_dim,)
+        return latent_noise_shape(self.config)
 
     def predict_chunk_tensor(self, obs: dict[str, Tensor], noise: Tensor | None = None) -> Tensor:
         """Raw observation histories ``{key: (B, k, ...)}`` -> raw chunks ``(B, h, D)``.
