@@ -168,9 +168,7 @@ def measure(root: Path, label: str, batch: int, repeats: int, cache: bool | None
     """One reader in this (fresh) process: memory, sampling and the training step."""
     import torch
 
-    from il_core.batch import to_torch
     from il_core.data import EpisodeDataset
-    from il_core.policies import make_policy
 
     torch.set_num_threads(1)
     mem0 = memory()
@@ -241,28 +239,9 @@ def measure(root: Path, label: str, batch: int, repeats: int, cache: bool | None
     # The training step of the shipped image BC policy at its default sizes, on 1 and 2
     # torch threads (on a loaded 2-core machine 2 threads can be slower); the faster one
     # is the baseline, the stricter test of "not data-bound".
-    policy = make_policy("bc", {}, ds.spec, ds.stats())
-    opt = torch.optim.AdamW(policy.parameters(), lr=1e-3)
-    b = to_torch(ds.window(rng.integers(0, len(ds), batch), 1, 1), torch.device("cpu"))
+    from _bc_step import bc_step_seconds
 
-    def step() -> None:
-        loss, _ = policy(b)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    step_ms = {}
-    for threads in (1, 2):
-        torch.set_num_threads(threads)
-        for _ in range(3):
-            step()
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            for _ in range(5):
-                step()
-            times.append((time.perf_counter() - t) / 5)
-        step_ms[threads] = statistics.median(times) * 1e3
+    step_ms = {k: v * 1e3 for k, v in bc_step_seconds(ds, batch, repeats).items()}
     step_s = min(step_ms.values()) / 1e3
     emit(
         bench="bc_train_step",

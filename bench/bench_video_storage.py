@@ -47,6 +47,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _bc_step import bc_step_seconds
 from _scenes import SceneCamera
 
 from il_core.constants import OBS
@@ -81,40 +82,6 @@ def record(root: Path, feature: FeatureSpec, cams: int, episodes: int, steps: in
                 w.add_step(obs, np.zeros(2, np.float32), t / HZ)
             w.end_episode()
     return time.perf_counter() - t0
-
-
-def bc_step_seconds(ds: EpisodeDataset, repeats: int) -> float:
-    """Median time of one step of the default image BC policy (1 or 2 threads, the faster)."""
-    import torch
-
-    from il_core.batch import to_torch
-    from il_core.policies import make_policy
-
-    policy = make_policy("bc", {}, ds.spec, ds.stats())
-    opt = torch.optim.AdamW(policy.parameters(), lr=1e-3)
-    rng = np.random.default_rng(0)
-    b = to_torch(ds.window(rng.integers(0, len(ds), BATCH), 1, 1), torch.device("cpu"))
-
-    def step() -> None:
-        loss, _ = policy(b)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    best = math.inf
-    for threads in (1, 2):  # on a loaded 2-core machine 2 threads can be the slower
-        torch.set_num_threads(threads)
-        for _ in range(3):
-            step()
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            for _ in range(5):
-                step()
-            times.append((time.perf_counter() - t) / 5)
-        best = min(best, statistics.median(times))
-    torch.set_num_threads(1)
-    return best
 
 
 def measure(tmp: Path, name: str, feature: FeatureSpec, size, cams, episodes, steps, repeats):
@@ -196,7 +163,7 @@ def main() -> None:
             f = FeatureSpec("image", (96, 96, 3), **kw)  # type: ignore[arg-type]
             fields, cached = measure(tmp, f"96_{name}", f, (96, 96), 2, 4, 300, args.repeats)
             rates96[name] = fields["windows_per_s_k1"]
-        step = bc_step_seconds(cached, args.repeats)
+        step = min(bc_step_seconds(cached, BATCH, args.repeats).values())
         emit(
             bench="bc_train_step_vs_windows",
             policy="bc defaults (CNN 32-32-64 strides 2-2-1, spatial softmax, MLP 256-256)",
