@@ -214,23 +214,20 @@ class _Replay:
             lo = np.searchsorted(times, self.next_tick, side="left")
             hi = np.searchsorted(times, t, side="right" if inclusive else "left")
             for tick_t in times[lo:hi] if self.open else ():
-                self._tick(float(tick_t))
+                self.tick(float(tick_t))
             if hi > lo:
                 self.next_tick = float(np.nextafter(times[hi - 1], np.inf))
             return
         if not self.open:
             return
         while self.next_tick < t or (inclusive and self.next_tick == t):
-            self._tick(self.next_tick)
+            self.tick(self.next_tick)
             # From the start, not accumulated: hours of ticks do not drift.
             self.tick_index += 1
             self.next_tick = self.first_tick + self.tick_index * self.period
 
-    def tick_now(self, t: float) -> None:
-        """A tick at ``t`` (the trigger stream's message at ``t`` has been cached)."""
-        self._tick(t)
-
-    def _tick(self, t: float) -> None:
+    def tick(self, t: float) -> None:
+        """One control tick at ``t``: a step if every stream is fresh."""
         step = demonstration_step(self.aligner.sample(t), self.names, self.deadman)
         if step is not None:
             self.writer.add_step(step.obs, step.action, step.timestamp, step.extras)
@@ -457,7 +454,7 @@ def _import_one(
                     continue
                 replay.aligner.put(s.name, value, stamp, t)
                 if s.name == replay.trigger and replay.open:
-                    replay.tick_now(t)
+                    replay.tick(t)
         if replay.open:
             # What the live recorder does at shutdown: commit the open episode unlabelled.
             if last_stream_t is not None:
