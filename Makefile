@@ -41,6 +41,10 @@ LEROBOT_PYTHON ?= python3.11
 # pip prints errors only (-qq hides its warnings and progress); PIP_FLAGS= for everything.
 PIP_FLAGS ?= -qq
 PYTEST_ARGS ?=
+# pytest processes for the tests that start no ROS process (scripts/pytest_phases.sh: those
+# run side by side with pytest-xdist, then the ROS and launch tests one at a time). 1 (or any
+# PYTEST_ARGS) runs one plain pytest.
+TEST_WORKERS ?= 2
 DEMO_ARGS ?=
 ROS ?= $(if $(strip $(ROS_DISTRO)),system,wheels)
 
@@ -92,7 +96,7 @@ help:
 	@echo "  make clean      remove build/, install/, log/ and caches; distclean also the venv"
 	@echo "Variables: PYTHON, VENV, CONSTRAINTS, TORCH_INDEX, ROS2_TOOLS, LEROBOT, LEROBOT_VENV,"
 	@echo "           LEROBOT_PYTHON, ROS=system|wheels,"
-	@echo "           PIP_FLAGS, PYTEST_ARGS, DEMO_ARGS"
+	@echo "           PIP_FLAGS, PYTEST_ARGS, TEST_WORKERS, DEMO_ARGS"
 
 venv: $(STAMP)
 
@@ -184,17 +188,12 @@ test: venv lerobot-venv
 	$(IN_VENV) ruff check . || failed="$$failed ruff-check"; \
 	echo "+ ruff format --check ."; \
 	$(IN_VENV) ruff format --check . || failed="$$failed ruff-format"; \
-	echo "+ python -m pytest $(PYTEST_ARGS)"; \
-	rc=0; $(IN_VENV) python -m pytest $(PYTEST_ARGS) || rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit code 5)" >&2; fi; \
+	rc=0; $(IN_VENV) bash scripts/pytest_phases.sh $(TEST_WORKERS) "" -- $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -ne 0 ]; then failed="$$failed pytest(exit-$$rc)"; fi; \
 	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed" >&2; exit 1; fi
 
 test-fast: venv lerobot-venv
-	@echo "+ python -m pytest -m 'not expensive' $(PYTEST_ARGS)"
-	@rc=0; $(IN_VENV) python -m pytest -m "not expensive" $(PYTEST_ARGS) || rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit code 5)" >&2; fi; \
-	exit $$rc
+	@$(IN_VENV) bash scripts/pytest_phases.sh $(TEST_WORKERS) "not expensive" -- $(PYTEST_ARGS)
 
 lint: venv
 	$(IN_VENV) ruff check .

@@ -90,6 +90,31 @@ RECORDINGS: dict[str, tuple[str, dict[str, Any]]] = {
 INFERENCE_MAPPING = "config/bench_joint_mlp_mapping.yaml"
 #: Issue 5: the diffusion policy at 50 Hz control, a chunk every 5 ticks (10 Hz inference).
 DIFFUSION_MAPPING = "config/bench_joint_diffusion_mapping.yaml"
+#: Issue 11: image policies at 50 Hz control (one JPEG camera + joints), asynchronous chunks.
+CAMERA_MAPPING = "config/bench_camera_policy_mapping.yaml"
+#: name -> (policy, config, inference-node parameters). ACT at LeRobot's defaults (ResNet-18
+#: with frozen batch norm, dim_model 512, chunks of 100, all executed): the next chunk is
+#: requested 12 ticks (240 ms) before the plan runs out, above its p99 latency here (about
+#: 175 ms with the camera decoding beside it), so one chunk every 1.76 s. Diffusion with a
+#: ResNet-18 backbone (group norm, spatial softmax) and the CPU-sized U-Net, 10 DDIM steps:
+#: 32-action chunks, a request every 14 ticks (n_action_steps 24 - lead 10: 280 ms, against
+#: a chunk latency of about 170 ms p50, 245 ms p99), so each chunk still has 8 or more
+#: actions ahead when the next one arrives. ``lead_steps`` is the node's parameter
+#: (``ceil(p99 latency x rate)``, see il_core/execution.py).
+CAMERA_POLICIES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
+    "inference_act": ("act", {}, {"lead_steps": 12}),
+    "inference_diffusion_resnet": (
+        "diffusion",
+        {
+            "n_obs_steps": 2,
+            "horizon": 48,
+            "n_action_steps": 40,
+            "num_inference_steps": 10,
+            "image_encoder": {"backbone": "resnet18", "norm": "group"},
+        },
+        {"lead_steps": 14},
+    ),
+}
 ROBOT_MODULE = "bench._ros_synthetic_robot"
 SWAP_MODULE = "bench._executor_swap_node"
 EXECUTORS = ("default", "events", "multi")
@@ -470,6 +495,23 @@ def diffusion_checkpoint(path: Path) -> Path:
     return save_checkpoint(path, make_policy("diffusion", cfg, spec))
 
 
+def camera_policy_checkpoint(path: Path, name: str) -> Path:
+    """A checkpoint of the image policy ``name`` of :data:`CAMERA_POLICIES` (random, seeded).
+
+    The cost of a chunk does not depend on what the network has learned.
+    """
+    import torch
+
+    from il_core.checkpoint import save_checkpoint
+    from il_core.mapping import load_mapping
+    from il_core.policies import make_policy
+
+    torch.manual_seed(0)
+    spec = load_mapping(REPO_ROOT / CAMERA_MAPPING).to_spec()
+    policy, cfg, _ = CAMERA_POLICIES[name]
+    return save_checkpoint(path, make_policy(policy, cfg, spec))
+
+
 def run_inference(
     trigger: str,
     checkpoint: Path,
@@ -481,6 +523,7 @@ def run_inference(
     label: str = "inference",
     echo: bool = True,
     block_torch: bool = False,
+    node_params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One inference run of ``duration`` s; see the module docstring.
 
@@ -517,6 +560,7 @@ def run_inference(
             "inference_mode": "auto",
             "num_threads": 1,
         }
+        params.update(node_params or {})
         if trigger != "timer":
             params["trigger"] = trigger
         env = {}
@@ -590,6 +634,7 @@ def run_inference(
         "trigger": trigger,
         "executor": executor,
         "control_rate_hz": rate_hz,
+        "node_params": node_params or {},
         "duration_s": round(wall, 2),
         "commands": int(ct.size),
         "command_rate_hz": round(ct.size / wall, 3),
@@ -601,6 +646,7 @@ def run_inference(
         "command_gaps_over_1.5_periods": int(np.count_nonzero(intervals > 1.5 * period)),
         **echo_figures,
         "safe_stop_events": len(safe_events),
+        "safe_stop_reasons": sorted({str(e.get("reason")) for e in safe_events}),
         **startup,
         **memory,
         **{k: v for k, v in cpu_use.items() if k.endswith("_cpu_pct")},
@@ -733,7 +779,10 @@ def main() -> None:
         "--only",
         default=",".join([*RECORDINGS, "inference", "inference_diffusion", "inference_onnx"]),
         help="comma-separated subset of "
-        + ", ".join([*RECORDINGS, "inference", "inference_diffusion", "inference_onnx"]),
+        + ", ".join(
+            [*RECORDINGS, "inference", "inference_diffusion", "inference_onnx", *CAMERA_POLICIES]
+        )
+        + " (the image policies of issue 11 run only when named)",
     )
     ap.add_argument(
         "--event-trigger",
@@ -821,6 +870,24 @@ def main() -> None:
                     echo=False,
                 )
                 plan.append((_name("inference_diffusion_timer", ex), fn))
+        for cam_label in CAMERA_POLICIES:
+            if cam_label not in only:
+                continue
+            cckpt = camera_policy_checkpoint(tmp / f"{cam_label}.pt", cam_label)
+            for ex in executors:
+                fn = functools.partial(
+                    run_inference,
+                    "timer",
+                    cckpt,
+                    args.duration,
+                    ex,
+                    mapping=CAMERA_MAPPING,
+                    rate_hz=50.0,
+                    label=cam_label,
+                    echo=False,
+                    node_params=CAMERA_POLICIES[cam_label][2],
+                )
+                plan.append((_name(f"{cam_label}_timer", ex), fn))
         if "inference_onnx" in only:
             # The same policy as a torch checkpoint and as ONNX with torch blocked, one after
             # the other in every repeat: each figure has its baseline in the same run.

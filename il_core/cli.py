@@ -26,7 +26,13 @@ def _cmd_collect(args: argparse.Namespace) -> dict[str, Any]:
     from il_core.collect import collect
 
     return collect(
-        args.env, args.expert, args.episodes, args.seed, args.out, flush_every=args.flush_every
+        args.env,
+        args.expert,
+        args.episodes,
+        args.seed,
+        args.out,
+        flush_every=args.flush_every,
+        successful_only=args.successful_only,
     )
 
 
@@ -198,6 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0, help="episode i is reset with seed + i")
     c.add_argument("--out", required=True, help="dataset directory (created or appended)")
     c.add_argument("--flush-every", type=int, default=50, help="steps between flushes")
+    c.add_argument(
+        "--successful-only",
+        action="store_true",
+        help="discard episodes the env does not label a success and try the next seed, "
+        "until EPISODES successful ones are stored (at most 10 x EPISODES tries)",
+    )
     c.set_defaults(func=_cmd_collect)
 
     t = sub.add_parser("train", help="train a policy; writes OUT/policy.pt")

@@ -40,8 +40,16 @@ def collect(
     out: str | Path,
     *,
     flush_every: int = 50,
+    successful_only: bool = False,
+    max_attempts: int | None = None,
 ) -> dict[str, Any]:
     """Run ``episodes`` seeded expert episodes and record them into the dataset at ``out``.
+
+    With ``successful_only`` an episode the env does not label a success is discarded and
+    the next seed is tried, until ``episodes`` successful ones are stored (scripted experts
+    are not perfect: MetaWorld's peg-insert-side policy fails about one episode in four, and
+    a failed demonstration teaches the failure). The seeds used are ``seed, seed + 1, ...``
+    in order, failed ones skipped, so the dataset is still reproducible.
 
     The dataset is created with :func:`il_core.envs.spec_from_env` of the env (spec metadata
     ``{"env_id": env_id}``) or, if it exists, appended to (its spec must match). Each episode
@@ -58,19 +66,28 @@ def collect(
         seed: Episode ``i`` is reset with ``seed + i``.
         out: Dataset directory.
         flush_every: Steps between crash-safety flushes of the writer.
+        successful_only: Keep only episodes labelled a success (needs an env with a
+            success definition).
+        max_attempts: With ``successful_only``, give up after this many episodes (default
+            ``10 * episodes``).
 
     Returns:
         Summary ``{"episodes", "steps", "mean_return", "success_rate", "out", "env_id",
-        "expert", "seed"}``; ``success_rate`` is None when the env has no success
-        definition.
+        "expert", "seed", "attempts", "discarded"}``: ``episodes``, ``steps`` and
+        ``mean_return`` count the stored episodes; ``success_rate`` is over all attempts
+        (the expert's own rate) and None when the env has no success definition.
 
     Raises:
-        ValueError: ``episodes < 1``; unknown env id or expert (from ``make_env`` /
-            ``load_expert``); ``out`` holds another env's dataset (a ``DatasetError``, also
-            a ValueError, when the spaces differ).
+        ValueError: ``episodes < 1``; ``successful_only`` on an env without a success
+            definition, or fewer than ``episodes`` successes in ``max_attempts``; unknown
+            env id or expert (from ``make_env`` / ``load_expert``); ``out`` holds another
+            env's dataset (a ``DatasetError``, also a ValueError, when the spaces differ).
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
+    attempts_cap = episodes if not successful_only else (max_attempts or 10 * episodes)
+    if attempts_cap < episodes:
+        raise ValueError(f"max_attempts must be >= episodes ({episodes}), got {max_attempts}")
     # Lazy imports: sim is not an il_core dependency at import time, and the tqdm/data
     # imports cost nothing for the callers that only want the module's names.
     from tqdm.auto import tqdm
@@ -80,6 +97,7 @@ def collect(
 
     out = Path(out)
     env = make_env(env_id)
+    bar = None
     try:
         adapter = GymAdapter(env)
         expert_obj = load_expert(expert, env)
@@ -106,9 +124,18 @@ def collect(
             def on_step(obs: dict[str, np.ndarray], action: np.ndarray, t: int) -> None:
                 writer.add_step(obs, action, step_timestamp(t, rate))
 
-            bar = tqdm(range(episodes), desc=f"collect {env_id}", unit="ep", disable=None)
-            for i in bar:
-                ep_seed = seed + i
+            bar = tqdm(total=episodes, desc=f"collect {env_id}", unit="ep", disable=None)
+            attempts = 0
+            while len(returns) < episodes:  # the bar is closed in the finally below
+                if attempts == attempts_cap:
+                    raise ValueError(
+                        f"the expert {expert!r} succeeded in {len(returns)} of {attempts} "
+                        f"episodes of {env_id} (seeds {seed}..{seed + attempts - 1}), fewer "
+                        f"than the {episodes} successful ones asked for; the stored ones "
+                        f"are kept in {out}"
+                    )
+                ep_seed = seed + attempts
+                attempts += 1
                 expert_obj.reset(seed=ep_seed)
                 writer.start_episode(
                     metadata={"env_id": env_id, "seed": ep_seed, "expert": expert}
@@ -119,13 +146,25 @@ def collect(
                     # A half-recorded demo is not a demo: drop it, keep the completed ones.
                     writer.discard_episode()
                     raise
-                writer.end_episode(success=result.success, metadata={"return": result.ret})
-                returns.append(result.ret)
-                steps += result.length
                 if result.success is not None:
                     successes.append(result.success)
                     bar.set_postfix(success=f"{np.mean(successes):.2f}", refresh=False)
+                if successful_only and result.success is None:
+                    writer.discard_episode()
+                    raise ValueError(
+                        f"{env_id} has no success definition, so --successful-only cannot "
+                        "tell which demonstrations to keep"
+                    )
+                if successful_only and not result.success:
+                    writer.discard_episode()
+                    continue
+                writer.end_episode(success=result.success, metadata={"return": result.ret})
+                returns.append(result.ret)
+                steps += result.length
+                bar.update()
     finally:
+        if bar is not None:
+            bar.close()
         env.close()
     return {
         "episodes": len(returns),
@@ -136,6 +175,8 @@ def collect(
         "env_id": env_id,
         "expert": expert,
         "seed": seed,
+        "attempts": attempts,
+        "discarded": attempts - len(returns),
     }
 
 
@@ -150,10 +191,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="episode i uses seed + i")
     parser.add_argument("--out", required=True, help="dataset directory")
     parser.add_argument("--flush-every", type=int, default=50)
+    parser.add_argument("--successful-only", action="store_true", help="keep successes only")
     args = parser.parse_args(argv)
     try:
         summary = collect(
-            args.env, args.expert, args.episodes, args.seed, args.out, flush_every=args.flush_every
+            args.env,
+            args.expert,
+            args.episodes,
+            args.seed,
+            args.out,
+            flush_every=args.flush_every,
+            successful_only=args.successful_only,
         )
     except ValueError as e:  # Unknown env id or expert, bad arguments: no traceback needed.
         print(f"error: {e}", file=sys.stderr)

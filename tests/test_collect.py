@@ -51,6 +51,12 @@ _USER_MODULE = textwrap.dedent(
     def toward_origin(obs):
         return np.clip(-2.0 * obs["pos"], -1.0, 1.0).astype(np.float32)
 
+    def right_half_only(obs):
+        # Succeeds from starts with x > 0 (it never crosses x = 0), stands still otherwise.
+        if obs["pos"][0] > 0:
+            return toward_origin(obs)
+        return np.zeros(2, np.float32)
+
     def pendulum_pd(obs):
         # Not a good swing-up, just a deterministic continuous expert.
         cos_t, sin_t, theta_dot = obs
@@ -220,3 +226,29 @@ def test_collect_cli(tmp_path, capsys):
     assert len(EpisodeDataset(out).episodes) == 2
     assert main(["--env", "Nope-v0", "--episodes", "1", "--out", str(out)]) == 2
     assert "Nope-v0" in capsys.readouterr().err
+
+
+def test_collect_successful_only_keeps_successes_and_says_what_it_skipped(tmp_path, user_module):
+    out = tmp_path / "ok"
+    s = collect(
+        TOY_ID, f"{user_module}:right_half_only", episodes=3, seed=0, out=out, successful_only=True
+    )
+    right = [seed for seed in range(50) if _first_obs(TOY_ID, seed)["pos"][0] > 0][:3]
+    ds = EpisodeDataset(out)
+    assert [info.metadata["seed"] for info in ds.episodes] == right
+    assert all(info.success for info in ds.episodes) and s["episodes"] == 3
+    assert s["attempts"] == right[-1] + 1 and s["discarded"] == s["attempts"] - 3
+    assert s["success_rate"] == 3 / s["attempts"] and ds.num_steps == s["steps"]
+
+
+def test_collect_successful_only_gives_up_keeping_what_it_stored(tmp_path, user_module):
+    out = tmp_path / "few"
+    expert = f"{user_module}:right_half_only"
+    with pytest.raises(ValueError, match=r"succeeded in \d+ of 4 episodes.*fewer than the 4"):
+        collect(TOY_ID, expert, episodes=4, seed=0, out=out, successful_only=True, max_attempts=4)
+    ds = EpisodeDataset(out)
+    assert ds.num_episodes >= 1 and all(info.success for info in ds.episodes)
+    with pytest.raises(ValueError, match="no success definition"):
+        collect(
+            "Pendulum-v1", f"{user_module}:pendulum_pd", 1, 0, tmp_path / "p", successful_only=True
+        )

@@ -103,3 +103,33 @@ def test_executor_queues_chunk_and_pads_history():
     ex.reset()
     ex.step({"state": np.full(4, 9, np.float32)})
     np.testing.assert_array_equal(seen[3][:, 0], [9, 9, 9])
+
+
+@pytest.mark.parametrize("name", ["bc", "diffusion", "act", "act_mlp", "mog", "ar"])
+def test_obs_min_std_floors_the_scale_of_nearly_constant_features(name):
+    """A feature spread of 1e-3 is scaled as 0.01 with ``obs_min_std: 0.01``.
+
+    Wide features keep their std, constant ones stay unscaled.
+    """
+    spec = vector_spec()
+    stats = {
+        "obs.state": {
+            "mean": np.zeros(4, np.float32),
+            "std": np.array([1e-3, 0.5, 0.0, 2e-3], np.float32),
+        },
+        "action": {
+            "mean": np.zeros(2, np.float32),
+            "std": np.ones(2, np.float32),
+            "min": -np.ones(2, np.float32),
+            "max": np.ones(2, np.float32),
+        },
+    }
+    small = {"hidden_dims": [8]} if name == "bc" else {}
+    scale = {}
+    for floor in (0.0, 0.01):
+        policy = make_policy(name, {**small, "obs_min_std": floor}, spec, stats)
+        scale[floor] = policy.normalizer.obs_0_scale.numpy()
+    np.testing.assert_allclose(scale[0.0], [1e-3, 0.5, 1.0, 2e-3], rtol=1e-6)
+    np.testing.assert_allclose(scale[0.01], [0.01, 0.5, 1.0, 0.01], rtol=1e-6)
+    with pytest.raises(ConfigError, match="obs_min_std must be >= 0"):
+        make_config(name, {"obs_min_std": -1.0})

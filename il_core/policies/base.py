@@ -58,8 +58,13 @@ class PolicyConfig:
         default_factory=HistoryEncoderConfig,
         metadata={"help": "observation history: stack | gru | transformer"},
     )
+    obs_min_std: float = field(
+        default=0.0, metadata={"help": "floor of the vector-observation scale (data units)"}
+    )
 
     def __post_init__(self) -> None:
+        if not self.obs_min_std >= 0:
+            raise ConfigError(f"obs_min_std must be >= 0, got {self.obs_min_std}")
         if self.n_obs_steps < 1:
             raise ConfigError(f"n_obs_steps must be >= 1, got {self.n_obs_steps}")
         if self.horizon < 1:

@@ -261,7 +261,7 @@ class ACTPolicy(Policy):
         cfg = config
         d = cfg.dim_model
         k = cfg.n_obs_steps
-        self.normalizer = Normalizer(spec, stats)
+        self.normalizer = Normalizer(spec, stats, obs_min_scale=config.obs_min_std)
         self.vector_keys = spec.vector_keys
         self.image_keys = spec.image_keys
         self.state_dim = k * sum(spec.observations[key].shape[0] for key in self.vector_keys)

@@ -44,7 +44,7 @@ class ACTMLPPolicy(Policy):
         super().__init__(config, spec, stats)
         if spec.action.kind != "continuous":
             raise ConfigError("policy 'act_mlp' needs continuous actions")
-        self.normalizer = Normalizer(spec, stats)
+        self.normalizer = Normalizer(spec, stats, obs_min_scale=config.obs_min_std)
         self.encoder = ObservationEncoder(
             spec,
             config.n_obs_steps,

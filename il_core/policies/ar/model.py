@@ -60,7 +60,9 @@ class ARPolicy(Policy):
     ) -> None:
         super().__init__(config, spec, stats)
         self.discrete = spec.action.kind == "discrete"
-        self.normalizer = Normalizer(spec, stats, action_mode="min_max")
+        self.normalizer = Normalizer(
+            spec, stats, action_mode="min_max", obs_min_scale=config.obs_min_std
+        )
         self.encoder = ObservationEncoder(
             spec,
             config.n_obs_steps,

@@ -37,7 +37,7 @@ class BCPolicy(Policy):
         stats: dict[str, dict[str, np.ndarray]] | None = None,
     ) -> None:
         super().__init__(config, spec, stats)
-        self.normalizer = Normalizer(spec, stats)
+        self.normalizer = Normalizer(spec, stats, obs_min_scale=config.obs_min_std)
         self.encoder = ObservationEncoder(
             spec,
             config.n_obs_steps,

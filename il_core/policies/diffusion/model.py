@@ -406,7 +406,9 @@ class DiffusionPolicy(Policy):
         if spec.action.kind != "continuous":
             raise ConfigError("policy 'diffusion' needs continuous actions")
         # Min-max to [-1, 1]: the range the sample clipping and the unit-variance noise assume.
-        self.normalizer = Normalizer(spec, stats, action_mode="min_max")
+        self.normalizer = Normalizer(
+            spec, stats, action_mode="min_max", obs_min_scale=config.obs_min_std
+        )
         self.net = _DenoiserNet(spec, config, load_pretrained=stats is not None)
         self.ema_net: nn.Module | None = None
         if config.use_ema:
