@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from sim.metaworld_envs import MT10_TASKS
+
 pytestmark = [
     pytest.mark.expensive,
     pytest.mark.skipif(
@@ -33,18 +35,6 @@ pytestmark = [
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-MT10 = (
-    "reach-v3",
-    "push-v3",
-    "pick-place-v3",
-    "door-open-v3",
-    "drawer-open-v3",
-    "drawer-close-v3",
-    "button-press-topdown-v3",
-    "peg-insert-side-v3",
-    "window-open-v3",
-    "window-close-v3",
-)
 EVAL_SEED = 1000
 #: The MetaWorld runs predict the noise (LeRobot's default), not the CPU default's clean chunk:
 #: on reach-v3 80% against 55-60% (docs/benchmarks.md).
@@ -108,7 +98,7 @@ def test_state_diffusion_mt10_mean_success_at_least_85_percent(tmp_path) -> None
                 20,
                 *DIFFUSION_SETS,
             )
-            for task in MT10
+            for task in MT10_TASKS
         }
         success = {task: f.result() for task, f in futures.items()}
     mean = sum(success.values()) / len(success)
