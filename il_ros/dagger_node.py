@@ -66,7 +66,13 @@ class DaggerNode(LifecycleNode):
 
     def __init__(self, node_name: str = "dagger", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        declare(self, "mapping_file", "", "robot mapping YAML (topics <-> keys)", read_only=True)
+        declare(
+            self,
+            "mapping_file",
+            "",
+            "robot mapping YAML (topics <-> keys), read on configure: set it between cleanup "
+            "and configure to switch robots",
+        )
         declare(
             self,
             "policy_topic",
@@ -266,8 +272,8 @@ class DaggerNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Safe stop and commit an open episode."""
-        self.shutdown()
+        """Safe stop, commit an open episode, release what configure made."""
+        self._release(flush=True)
         return TransitionCallbackReturn.SUCCESS
 
     def shutdown(self) -> None:
@@ -277,8 +283,8 @@ class DaggerNode(LifecycleNode):
             self.session.close()
             self.session = None
 
-    def _release(self) -> None:
-        self._stop()
+    def _release(self, flush: bool = False) -> None:
+        self._stop(flush)
         if self.session is not None:
             self.session.close()
             self.session = None

@@ -72,13 +72,18 @@ class EpisodeSession:
                 on_saved=self._saved, on_discarded=self._discarded, on_error=self._error
             ),
         )
-        self.status_pub = node.create_publisher(String, "~/status", STATUS_QOS)
+        self.status_pub: Any = node.create_publisher(String, "~/status", STATUS_QOS)
         group = MutuallyExclusiveCallbackGroup()
-        node.create_subscription(
+        control = node.create_subscription(
             String, EPISODE_CONTROL_TOPIC, self._on_control, CONTROL_QOS, callback_group=group
         )
-        for name, fn in self._commands(services=True).items():
+        # Everything made on the node, destroyed by close(): a lifecycle node that is cleaned
+        # up and configured again must not end with two of each service.
+        self._services = [
             node.create_service(Trigger, f"~/{name}", self._trigger(fn), callback_group=group)
+            for name, fn in self._commands(services=True).items()
+        ]
+        self._subscriptions = [control]
 
     @property
     def recording(self) -> bool:
@@ -117,7 +122,9 @@ class EpisodeSession:
 
     def status(self, event: dict[str, Any]) -> None:
         """Publish a JSON status event on ``~/status``."""
-        self.status_pub.publish(String(data=json.dumps(event, default=str)))
+        pub = self.status_pub
+        if pub is not None:  # None once closed
+            pub.publish(String(data=json.dumps(event, default=str)))
 
     def start(self) -> tuple[bool, str]:
         """Open a new episode (an open one is kept, not restarted)."""
@@ -166,11 +173,26 @@ class EpisodeSession:
         return self.writer.add_step(obs, action, t, extras)
 
     def close(self, timeout: float = 30.0) -> None:
-        """Commit an open episode unlabelled (Ctrl-C, shutdown), write everything queued."""
+        """Commit an open episode unlabelled and destroy the session's ROS entities.
+
+        On Ctrl-C, shutdown and lifecycle cleanup: the open episode is committed, everything
+        queued is written, then the services, subscription and publisher are destroyed.
+
+        Idempotent: a second call (shutdown after cleanup) does nothing.
+        """
+        if self.status_pub is None:
+            return
         with self.lock:
             if self.recording:
                 self.end_locked(None, "node shutdown")
+        # The writer thread reports on ~/status until it has drained: close it first.
         self.writer.close(timeout)
+        for srv in self._services:
+            self.node.destroy_service(srv)
+        for sub in self._subscriptions:
+            self.node.destroy_subscription(sub)
+        self.node.destroy_publisher(self.status_pub)
+        self._services, self._subscriptions, self.status_pub = [], [], None
 
     # ------------------------------------------------------------- writer thread reports
 

@@ -94,7 +94,13 @@ class InferenceNode(LifecycleNode):
             "policy file to load on configure and on ~/reload: policy.pt from il-core train "
             "(needs torch), or an il-core export (.onnx runs on ONNX Runtime without torch)",
         )
-        declare(self, "mapping_file", "", "robot mapping YAML (topics <-> keys)", read_only=True)
+        declare(
+            self,
+            "mapping_file",
+            "",
+            "robot mapping YAML (topics <-> keys), read on configure: set it between cleanup "
+            "and configure to switch robots",
+        )
         declare(
             self,
             "command_topic",
@@ -306,8 +312,9 @@ class InferenceNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Command the safe stop on the way out."""
+        """Command the safe stop on the way out, then release what configure made."""
         self.shutdown()
+        self._release()
         return TransitionCallbackReturn.SUCCESS
 
     def shutdown(self) -> None:
