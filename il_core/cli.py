@@ -36,6 +36,36 @@ def _cmd_collect(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
+class _HelpConfig(argparse.Action):
+    """``il-core train --help-config [POLICY]``: the config keys, then exit (like --help)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        from il_core.augment import AugmentConfig
+        from il_core.config import describe_config
+        from il_core.policies import get_policy_class
+        from il_core.train import TrainConfig
+
+        try:
+            policy_cls = get_policy_class(str(values))
+        except (KeyError, ValueError, ConfigError) as e:
+            parser.error(f"--help-config: {e}")
+        sections = [
+            (f"policy: ({values})", describe_config(policy_cls.config_class, "policy.")),
+            ("train:", describe_config(TrainConfig, "train.")),
+            ("augment: (optional)", describe_config(AugmentConfig, "augment.")),
+        ]
+        for title, lines in sections:
+            print(title)
+            print("\n".join(f"  {line}" for line in lines))
+        parser.exit(0)
+
+
 def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     from il_core.config import load_config
     from il_core.train import train
@@ -230,6 +260,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, help="output directory")
     t.add_argument("--resume", default=None, help="checkpoint to resume from (last.pt)")
+    t.add_argument(
+        "--help-config",
+        nargs="?",
+        const="bc",
+        metavar="POLICY",
+        action=_HelpConfig,
+        help="print every config key of the policy: (POLICY's, default bc), train: and "
+        "augment: sections with its type, default and meaning, and exit",
+    )
     t.set_defaults(func=_cmd_train)
 
     e = sub.add_parser("eval", help="roll a checkpoint out in a gymnasium env")

@@ -7,7 +7,6 @@ same loop the collector uses.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -173,8 +172,3 @@ def write_plot(
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def format_json(summary: dict[str, Any]) -> str:
-    """One JSON line, floats rounded for reading."""
-    return json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()})

@@ -111,3 +111,20 @@ def test_user_errors_exit_2_with_a_message_naming_the_culprit(trained, tmp_path)
         "collect", "--env", "NoSuchEnv-v9", "--episodes", "1", "--out", tmp_path / "d", check=False
     )
     assert proc.returncode == 2 and "NoSuchEnv-v9" in proc.stderr
+
+
+def test_help_config_lists_every_key_with_default_and_meaning():
+    """``il-core train --help-config POLICY``: the keys --set and YAML accept, then exit 0."""
+    from il_core.policies import make_config
+    from il_core.train import TrainConfig
+
+    out = il_core("train", "--help-config", "diffusion").stdout
+    keys = [line.split(":")[0].strip() for line in out.splitlines() if line.startswith("  ")]
+    assert {"policy.down_dims", "policy.image_encoder.channels", "train.steps"} <= set(keys)
+    assert any(k.startswith("augment.image.") for k in keys)
+    # Every field of the configs is listed, and each line says what the key means.
+    assert sum(k.startswith("policy.") for k in keys) >= len(vars(make_config("diffusion", {})))
+    assert sum(k.startswith("train.") for k in keys) == len(vars(TrainConfig()))
+    assert all("  # " in line for line in out.splitlines() if line.startswith("  "))
+    bad = il_core("train", "--help-config", "nope", check=False)
+    assert bad.returncode == 2 and "unknown policy 'nope'" in bad.stderr

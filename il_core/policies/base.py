@@ -15,7 +15,6 @@ Shapes (B batch, k = ``n_obs_steps`` history, h = ``horizon`` chunk length, D ac
 
 from __future__ import annotations
 
-import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -187,8 +186,3 @@ def config_to_dict(config: PolicyConfig) -> dict[str, Any]:
     from il_core.config import to_dict
 
     return to_dict(config)
-
-
-def replace_config(config: PolicyConfig, **changes: Any) -> PolicyConfig:
-    """``dataclasses.replace`` re-running validation."""
-    return dataclasses.replace(config, **changes)
