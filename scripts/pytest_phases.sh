@@ -43,10 +43,12 @@ if [ $# -gt 0 ] || [ "$workers" -lt 2 ]; then
 fi
 failed=""
 start=$SECONDS
-run "$(join "$marker" "not ros and not launch")" -n "$workers" || failed="$failed no-ros(exit-$?)"
+# --durations: the slowest tests of each phase in the log, where the suite's time budget
+# (45 minutes in CI) is spent.
+run "$(join "$marker" "not ros and not launch")" -n "$workers" --durations=15 || failed="$failed no-ros(exit-$?)"
 echo "== tests without ROS processes ($workers workers): $((SECONDS - start)) s"
 step=$SECONDS
-run "$(join "$marker" "ros or launch")" || failed="$failed ros(exit-$?)"
+run "$(join "$marker" "ros or launch")" --durations=15 || failed="$failed ros(exit-$?)"
 echo "== ROS and launch tests (one at a time): $((SECONDS - step)) s"
 if [ -n "$failed" ]; then
   echo "pytest phases FAILED:$failed" >&2
