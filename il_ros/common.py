@@ -28,16 +28,21 @@ from typing import Any
 
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.client import Client
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.logging import get_logger
 from rclpy.node import Node
+from rclpy.publisher import Publisher
 from rclpy.qos import (
     DurabilityPolicy,
     HistoryPolicy,
     QoSProfile,
     ReliabilityPolicy,
 )
+from rclpy.service import Service
 from rclpy.signals import SignalHandlerOptions
+from rclpy.subscription import Subscription
+from rclpy.timer import Timer
 
 from il_core.config import ConfigError
 from il_core.mapping import RobotMapping, load_mapping
@@ -119,6 +124,26 @@ def declare(
                 FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)
             ]
     return node.declare_parameter(name, default, desc).value
+
+
+def destroy_entities(node: Node, entities: list[Any]) -> None:
+    """Destroy every publisher, subscription, service, client and timer in ``entities``.
+
+    What a lifecycle node's configure made, on cleanup and shutdown; the list is emptied.
+    """
+    destroyers: list[tuple[type, Callable[[Any], Any]]] = [
+        (Publisher, node.destroy_publisher),
+        (Subscription, node.destroy_subscription),
+        (Service, node.destroy_service),
+        (Client, node.destroy_client),
+        (Timer, node.destroy_timer),
+    ]
+    for entity in entities:
+        destroy = next((d for cls, d in destroyers if isinstance(entity, cls)), None)
+        if destroy is None:
+            raise TypeError(f"cannot destroy a {type(entity).__name__}")
+        destroy(entity)
+    entities.clear()
 
 
 def stamp_now(node: Node) -> float:

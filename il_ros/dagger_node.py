@@ -48,6 +48,7 @@ from il_ros.common import (
     COMMAND_QOS,
     LATCHED_QOS,
     declare,
+    destroy_entities,
     diagnostic_array,
     load_node_mapping,
     publish_and_flush,
@@ -57,7 +58,7 @@ from il_ros.common import (
 )
 from il_ros.conversions import decode_command, encode_command, message_class
 from il_ros.episodes import EpisodeSession, mapping_extras
-from il_ros.inputs import ObservationInputs
+from il_ros.inputs import ObservationInputs, declare_input_parameters
 from il_ros.wiring import Endpoint, TopicWatch
 
 
@@ -66,13 +67,6 @@ class DaggerNode(LifecycleNode):
 
     def __init__(self, node_name: str = "dagger", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        declare(
-            self,
-            "mapping_file",
-            "",
-            "robot mapping YAML (topics <-> keys), read on configure: set it between cleanup "
-            "and configure to switch robots",
-        )
         declare(
             self,
             "policy_topic",
@@ -156,15 +150,7 @@ class DaggerNode(LifecycleNode):
             valid_range=(1, 100000),
             read_only=True,
         )
-        declare(self, "reliable_sensors", False, "subscribe observations RELIABLE")
-        declare(
-            self,
-            "diagnostics_period_s",
-            1.0,
-            "diagnostics publish period",
-            valid_range=(0.05, 60.0),
-        )
-        declare(self, "auto_activate", False, "configure and activate at start-up", read_only=True)
+        declare_input_parameters(self, lifecycle=True)
         self._timer: Any = None
         self.session: EpisodeSession | None = None
         self.inputs: ObservationInputs | None = None
@@ -292,14 +278,7 @@ class DaggerNode(LifecycleNode):
             self.inputs.destroy()
         if self.watch is not None:
             self.watch.destroy()
-        for entity in self._configured:
-            destroy = {
-                "Subscription": self.destroy_subscription,
-                "Publisher": self.destroy_publisher,
-                "Timer": self.destroy_timer,
-            }[type(entity).__name__]
-            destroy(entity)
-        self._configured.clear()
+        destroy_entities(self, self._configured)
         self.inputs = self.watch = self.cmd_pub = None
 
     def _stop(self, flush: bool = False) -> None:

@@ -47,6 +47,7 @@ from il_ros.common import (
     COMMAND_QOS,
     STATUS_QOS,
     declare,
+    destroy_entities,
     diagnostic_array,
     load_node_mapping,
     publish_and_flush,
@@ -55,7 +56,7 @@ from il_ros.common import (
     stamp_now,
 )
 from il_ros.conversions import encode_command, message_class
-from il_ros.inputs import ObservationInputs
+from il_ros.inputs import ObservationInputs, declare_input_parameters
 from il_ros.wiring import Endpoint, TopicWatch
 
 if TYPE_CHECKING:  # a Policy or an il_core.runtime.ExportedPolicy; torch only for the former
@@ -93,13 +94,6 @@ class InferenceNode(LifecycleNode):
             "",
             "policy file to load on configure and on ~/reload: policy.pt from il-core train "
             "(needs torch), or an il-core export (.onnx runs on ONNX Runtime without torch)",
-        )
-        declare(
-            self,
-            "mapping_file",
-            "",
-            "robot mapping YAML (topics <-> keys), read on configure: set it between cleanup "
-            "and configure to switch robots",
         )
         declare(
             self,
@@ -157,21 +151,7 @@ class InferenceNode(LifecycleNode):
             valid_range=(1, 64),
             read_only=True,
         )
-        declare(self, "reliable_sensors", False, "subscribe observations RELIABLE")
-        declare(
-            self,
-            "diagnostics_period_s",
-            1.0,
-            "diagnostics publish period",
-            valid_range=(0.05, 60.0),
-        )
-        declare(
-            self,
-            "auto_activate",
-            False,
-            "configure and activate at start-up (no lifecycle manager needed)",
-            read_only=True,
-        )
+        declare_input_parameters(self, lifecycle=True)
         declare(
             self,
             "trigger",
@@ -333,14 +313,7 @@ class InferenceNode(LifecycleNode):
             self.inputs.destroy()
         if self.watch is not None:
             self.watch.destroy()
-        for entity in self._configured:
-            destroy = {
-                "Publisher": self.destroy_publisher,
-                "Service": self.destroy_service,
-                "Timer": self.destroy_timer,
-            }[type(entity).__name__]
-            destroy(entity)
-        self._configured.clear()
+        destroy_entities(self, self._configured)
         self.policy = self.policy_executor = self.inputs = self.watch = self.cmd_pub = None
 
     def _on_message(self, key: str) -> None:

@@ -17,9 +17,50 @@ from typing import Any
 
 from il_core.alignment import AlignedTick, StreamConfig, TickAligner
 from il_core.mapping import RobotMapping
-from il_ros.common import sensor_qos, stamp_now
+from il_ros.common import declare, sensor_qos, stamp_now
 from il_ros.conversions import make_observation_decoder, message_class
 from il_ros.wiring import Endpoint, TopicWatch
+
+
+def declare_input_parameters(node: Any, *, lifecycle: bool) -> dict[str, Any]:
+    """Declare the parameters every node built on :class:`ObservationInputs` shares.
+
+    ``mapping_file``, ``reliable_sensors`` and ``diagnostics_period_s``; for a lifecycle
+    node also ``auto_activate``, and there ``mapping_file`` may change between cleanup and
+    configure (it is read on configure), where a plain node reads it once at start-up.
+
+    Returns:
+        ``{name: value}`` as declared (from the command line or a parameter file).
+    """
+    mapping_text = "robot mapping YAML (topics <-> keys)"
+    if lifecycle:
+        mapping_text += ", read on configure: set it between cleanup and configure to switch"
+    values = {
+        "mapping_file": declare(node, "mapping_file", "", mapping_text, read_only=not lifecycle),
+        "reliable_sensors": declare(
+            node,
+            "reliable_sensors",
+            False,
+            "subscribe observation topics RELIABLE instead of BEST_EFFORT",
+        ),
+        "diagnostics_period_s": declare(
+            node,
+            "diagnostics_period_s",
+            1.0,
+            "diagnostics publish period",
+            valid_range=(0.05, 60.0),
+        ),
+    }
+    if lifecycle:
+        values["auto_activate"] = declare(
+            node,
+            "auto_activate",
+            False,
+            "configure and activate at start-up (no lifecycle manager needed)",
+            read_only=True,
+        )
+    return values
+
 
 #: What a decoder returns: the value and the header stamp (None when unstamped).
 Decoded = tuple[Any, "float | None"]

@@ -41,7 +41,7 @@ from il_ros.common import (
 )
 from il_ros.conversions import decode_command
 from il_ros.episodes import EpisodeSession, mapping_extras
-from il_ros.inputs import ExtraStream, ObservationInputs
+from il_ros.inputs import ExtraStream, ObservationInputs, declare_input_parameters
 from il_ros.wiring import Endpoint, TopicWatch
 
 
@@ -50,9 +50,9 @@ class RecorderNode(Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("recorder", **kwargs)
-        mapping_file = declare(
-            self, "mapping_file", "", "robot mapping YAML (topics <-> keys)", read_only=True
-        )
+        shared = declare_input_parameters(self, lifecycle=False)
+        mapping_file = shared["mapping_file"]
+        reliable, diag_period = shared["reliable_sensors"], shared["diagnostics_period_s"]
         out = declare(
             self,
             "output_dir",
@@ -81,12 +81,6 @@ class RecorderNode(Node):
             "a tick is recorded only if the last command is at most this old",
             valid_range=(0.001, 60.0),
         )
-        reliable = declare(
-            self,
-            "reliable_sensors",
-            False,
-            "subscribe observation topics RELIABLE instead of BEST_EFFORT",
-        )
         on_incomplete = declare(
             self,
             "on_incomplete",
@@ -100,13 +94,6 @@ class RecorderNode(Node):
             0.0,
             "end an episode after this long (0 = no limit)",
             valid_range=(0.0, 86400.0),
-        )
-        diag_period = declare(
-            self,
-            "diagnostics_period_s",
-            1.0,
-            "diagnostics publish period",
-            valid_range=(0.05, 60.0),
         )
         auto_start = declare(self, "auto_start", False, "start an episode immediately")
         deadman_topic = declare(
