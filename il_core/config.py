@@ -222,11 +222,6 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return conv(obj)
 
 
-def help_text(cls: type) -> dict[str, str]:
-    """Field name to the ``help`` string in its metadata (for ``il-core train --help-config``)."""
-    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
-
-
 def describe_config(cls: type, prefix: str = "") -> list[str]:
     """One line per field of a config dataclass: ``key: type = default  help``.
 
@@ -247,6 +242,7 @@ def describe_config(cls: type, prefix: str = "") -> list[str]:
         else:
             default = None
         key = f"{prefix}{f.name}"
+        text = f.metadata.get("help", "")
         if dataclasses.is_dataclass(default) and not isinstance(default, type):
             lines += describe_config(type(default), key + ".")
             continue
@@ -254,12 +250,10 @@ def describe_config(cls: type, prefix: str = "") -> list[str]:
         # keys are listed with the defaults they take once the section is given.
         nested = [t for t in typing.get_args(hints[f.name]) if dataclasses.is_dataclass(t)]
         if default is None and len(nested) == 1:
-            text = f.metadata.get("help", "")
             lines.append(f"{key}: null  # off unless given" + (f"; {text}" if text else ""))
             lines += describe_config(nested[0], key + ".")
             continue
         shown = to_dict(default) if isinstance(default, (list, tuple, dict)) else default
         type_name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", f.type)
-        text = f.metadata.get("help", "")
         lines.append(f"{key}: {type_name} = {shown!r}" + (f"  # {text}" if text else ""))
     return lines

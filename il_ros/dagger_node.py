@@ -259,15 +259,15 @@ class DaggerNode(LifecycleNode):
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Safe stop, commit an open episode, release what configure made."""
-        self._release(flush=True)
+        self.shutdown()
         return TransitionCallbackReturn.SUCCESS
 
     def shutdown(self) -> None:
-        """Safe stop (delivered before returning), then commit an open episode (Ctrl-C too)."""
-        self._stop(flush=True)
-        if self.session is not None:
-            self.session.close()
-            self.session = None
+        """Safe stop, commit the open episode, release what configure made (also Ctrl-C).
+
+        The safe command is delivered before this returns.
+        """
+        self._release(flush=True)
 
     def _release(self, flush: bool = False) -> None:
         self._stop(flush)

@@ -27,7 +27,13 @@ from il_core.data.background import BackgroundWriter, WriterCallbacks
 from il_core.mapping import RobotMapping
 from il_core.recording import recording_extras
 from il_core.spec import SpecError
-from il_ros.common import CONTROL_QOS, EPISODE_CONTROL_TOPIC, STATUS_QOS, stamp_now
+from il_ros.common import (
+    CONTROL_QOS,
+    EPISODE_CONTROL_TOPIC,
+    STATUS_QOS,
+    destroy_entities,
+    stamp_now,
+)
 
 
 def mapping_extras(mapping: RobotMapping) -> dict[str, int]:
@@ -77,13 +83,12 @@ class EpisodeSession:
         control = node.create_subscription(
             String, EPISODE_CONTROL_TOPIC, self._on_control, CONTROL_QOS, callback_group=group
         )
-        # Everything made on the node, destroyed by close(): a lifecycle node that is cleaned
-        # up and configured again must not end with two of each service.
-        self._services = [
+        # Everything made on the node but ~/status, destroyed by close(): a lifecycle node
+        # that is cleaned up and configured again must not end with two of each service.
+        self._entities: list[Any] = [control] + [
             node.create_service(Trigger, f"~/{name}", self._trigger(fn), callback_group=group)
             for name, fn in self._commands(services=True).items()
         ]
-        self._subscriptions = [control]
 
     @property
     def recording(self) -> bool:
@@ -187,12 +192,9 @@ class EpisodeSession:
                 self.end_locked(None, "node shutdown")
         # The writer thread reports on ~/status until it has drained: close it first.
         self.writer.close(timeout)
-        for srv in self._services:
-            self.node.destroy_service(srv)
-        for sub in self._subscriptions:
-            self.node.destroy_subscription(sub)
-        self.node.destroy_publisher(self.status_pub)
-        self._services, self._subscriptions, self.status_pub = [], [], None
+        pub, self.status_pub = self.status_pub, None
+        destroy_entities(self.node, [*self._entities, pub])
+        self._entities.clear()
 
     # ------------------------------------------------------------- writer thread reports
 

@@ -294,16 +294,17 @@ class InferenceNode(LifecycleNode):
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Command the safe stop on the way out, then release what configure made."""
         self.shutdown()
-        self._release()
         return TransitionCallbackReturn.SUCCESS
 
     def shutdown(self) -> None:
-        """Safe stop (delivered before returning) and worker shutdown; also on Ctrl-C."""
+        """Safe stop, then release the worker and what configure made (also Ctrl-C).
+
+        The safe command is delivered before this returns.
+        """
         self._stop_timer()
         if self.cmd_pub is not None:
             self._safe_stop("shutdown", fault=False, flush=True)
-        if self.policy_executor is not None:
-            self.policy_executor.close()
+        self._release()
 
     def _release(self) -> None:
         self._stop_timer()

@@ -58,6 +58,14 @@ def entity_counts(node: Node) -> dict[str, int]:
     }
 
 
+def bring_up(node: Any, configured: dict[str, int], active: dict[str, int], cycle: int) -> None:
+    """Configure then activate, with the exact entity counts after each transition."""
+    assert node.trigger_configure() == SUCCESS, cycle
+    assert entity_counts(node) == configured, cycle
+    assert node.trigger_activate() == SUCCESS, cycle
+    assert entity_counts(node) == active, cycle
+
+
 def plus(base: dict[str, int], **extra: int) -> dict[str, int]:
     """``base`` with ``extra`` added per kind."""
     return {k: v + extra.get(k, 0) for k, v in base.items()}
@@ -156,10 +164,7 @@ def test_inference_node_cleans_up_after_itself(context, checkpoints, tmp_path) -
         configured = plus(base, subscriptions=2, publishers=2, services=1, timers=2)
         active = plus(configured, timers=1)  # the control timer
         for cycle in range(10):
-            assert node.trigger_configure() == SUCCESS, cycle
-            assert entity_counts(node) == configured, cycle
-            assert node.trigger_activate() == SUCCESS, cycle
-            assert entity_counts(node) == active, cycle
+            bring_up(node, configured, active, cycle)
             if cycle in (0, 9):
                 # Commands flow while active (20 Hz) and stop on deactivate.
                 h.commands.clear()
@@ -228,10 +233,7 @@ def test_dagger_node_cleans_up_after_itself(context, tmp_path) -> None:
         sent = Twist()
         sent.linear.x = 0.3
         for cycle in range(10):
-            assert node.trigger_configure() == SUCCESS, cycle
-            assert entity_counts(node) == configured, cycle
-            assert node.trigger_activate() == SUCCESS, cycle
-            assert entity_counts(node) == active, cycle
+            bring_up(node, configured, active, cycle)
             if cycle in (0, 9):
                 # The policy's command passes through the mux while active.
                 h.commands.clear()
