@@ -77,5 +77,8 @@ setup(
             "inference = il_ros.inference_node:main",
             "dagger = il_ros.dagger_node:main",
         ],
+        # il_core loads its simulators and experts as plugins (il_core/plugins.py): importing
+        # sim registers its gymnasium envs and scripted experts; il_core never imports sim.
+        "il_core.plugins": ["sim = sim"],
     },
 )

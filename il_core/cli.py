@@ -429,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     from il_core.data import DatasetError
     from il_core.envs import UnknownEnvError
+    from il_core.experts import ExpertError
+    from il_core.plugins import PluginError
     from il_core.runtime import ExportError
 
     user_errors: tuple[type[BaseException], ...] = (
@@ -439,13 +441,9 @@ def main(argv: list[str] | None = None) -> int:
         UnknownEnvError,
         ExportError,
         FileNotFoundError,
+        ExpertError,
+        PluginError,
     )
-    try:  # sim is optional for il_core; its expert errors are user errors when it is there
-        from sim.experts import ExpertError
-
-        user_errors += (ExpertError,)
-    except ImportError:  # pragma: no cover
-        pass
     try:
         result = args.func(args)
     except user_errors as e:

@@ -11,8 +11,8 @@ Command line::
 
     python -m il_core.collect --env CartPole-v1 --episodes 50 --seed 0 --out data/cp
 
-Scripted experts live in :mod:`sim`, which is imported lazily (only when collecting), so
-importing this module never pulls in :mod:`sim`.
+Scripted experts come from the installed plugins (:mod:`il_core.experts`; ``sim`` registers
+this repository's).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from il_core.envs import GymAdapter, make_env
+from il_core.experts import load_expert
 from il_core.rollout import run_episode, step_timestamp
 
 __all__ = ["collect", "main"]
@@ -61,7 +62,7 @@ def collect(
     Args:
         env_id: Gymnasium id (``"CartPole-v1"``, ``"MountainCar-v0"``, ``"il_ros/..."``).
         expert: Expert name, ``"auto"`` or ``"module:callable"`` (see
-            :func:`sim.experts.load_expert`).
+            :func:`il_core.experts.load_expert`).
         episodes: Number of episodes, >= 1.
         seed: Episode ``i`` is reset with ``seed + i``.
         out: Dataset directory.
@@ -88,12 +89,10 @@ def collect(
     attempts_cap = episodes if not successful_only else (max_attempts or 10 * episodes)
     if attempts_cap < episodes:
         raise ValueError(f"max_attempts must be >= episodes ({episodes}), got {max_attempts}")
-    # Lazy imports: sim is not an il_core dependency at import time, and the tqdm/data
-    # imports cost nothing for the callers that only want the module's names.
+    # Lazy imports: tqdm and the data writer cost nothing for callers that want names only.
     from tqdm.auto import tqdm
 
     from il_core.data import DatasetWriter
-    from sim.experts import load_expert
 
     out = Path(out)
     env = make_env(env_id)

@@ -16,8 +16,9 @@ Mapping:
   ``num_classes = n``; class ``i`` is env action ``start + i``.
 - 1-D ``Box`` action -> continuous with the space's ``low``/``high`` bounds.
 
-This module imports gymnasium but never :mod:`sim` at import time; :func:`make_env` imports
-:mod:`sim` lazily (when present) so that the ``il_ros/...`` ids it registers resolve.
+This module imports gymnasium but no simulator package: :func:`make_env` loads the installed
+il_core plugins (:mod:`il_core.plugins`; this repository's ``sim`` is one) so that the ids
+they register (``il_ros/...``) resolve.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from il_core.plugins import load_plugins
 from il_core.spec import ActionSpec, DatasetSpec, FeatureSpec, SpecError
 
 __all__ = [
@@ -74,7 +76,7 @@ _SUCCESS_ON_SURVIVAL = frozenset({"CartPole-v0", "CartPole-v1"})
 
 
 class UnknownEnvError(ValueError):
-    """``make_env`` was given an id that gymnasium (and :mod:`sim`) do not register."""
+    """``make_env`` was given an id that gymnasium (and the plugins) do not register."""
 
 
 def env_id_of(env: gym.Env) -> str | None:
@@ -307,7 +309,7 @@ def episode_success(
 
 
 def make_env(env_id: str, render_mode: str | None = None, **kwargs: Any) -> gym.Env:
-    """Create a gymnasium env by id, also resolving the ``il_ros/...`` ids of :mod:`sim`.
+    """Create a gymnasium env by id, also resolving the ids that il_core plugins register.
 
     Args:
         env_id: Registered id (``"CartPole-v1"``, ``"il_ros/..."``) or gymnasium's
@@ -317,14 +319,9 @@ def make_env(env_id: str, render_mode: str | None = None, **kwargs: Any) -> gym.
 
     Raises:
         UnknownEnvError: the id is not registered; the message names it and close matches.
+        PluginError: an installed plugin failed to load.
     """
-    try:
-        # Registers sim's envs. Guarded: il_core also works where sim is not installed, but
-        # a broken sim (an import error inside it) must surface, not be swallowed.
-        import sim  # noqa: F401
-    except ModuleNotFoundError as e:
-        if e.name != "sim":
-            raise
+    load_plugins()  # Registers the plugins' envs (sim's il_ros/... ids); raises if one breaks.
     if render_mode is not None:
         # Only when asked for: gymnasium forwards an explicit render_mode=None to the env
         # constructor, which breaks envs whose __init__ has no render_mode parameter.

@@ -1,9 +1,11 @@
 """Simulators and scripted experts for il_ros.
 
 Importing :mod:`sim` registers this package's own gymnasium environments (ids under the
-``il_ros/`` namespace) through :func:`register_envs`, so ``gymnasium.make("il_ros/...")``
-and :func:`il_core.envs.make_env` resolve them. ``il_core`` never imports :mod:`sim` at
-module import; ``make_env`` imports it lazily.
+``il_ros/`` namespace) through :func:`register_envs`, and its scripted experts with
+:func:`il_core.experts.register_expert`, so ``gymnasium.make("il_ros/...")``,
+:func:`il_core.envs.make_env` and ``--expert auto`` resolve them. ``il_core`` never imports
+:mod:`sim`: it loads it as a plugin (the ``il_core.plugins`` entry point in ``setup.py``,
+see :mod:`il_core.plugins`).
 
 To add an environment, append an :class:`EnvRegistration` to :data:`ENV_REGISTRATIONS`
 (``entry_point`` as a ``"module:Class"`` string, so the module is only imported when the env

@@ -1,14 +1,10 @@
-"""Scripted experts for gymnasium environments, found by name or as ``module:callable``.
+"""Scripted experts of this package's simulators, of gymnasium's classics and of MetaWorld.
 
-An expert is any object with ``reset(seed=None)`` and ``__call__(obs) -> action`` that takes
-the RAW gymnasium observation (what ``env.step`` returns) and returns a RAW gymnasium action
-(what ``env.step`` accepts). Converting to and from the il_core observation dict and action
-array is the job of :class:`il_core.envs.GymAdapter`, so experts stay tiny and readable.
-
-Experts are built by factories called with the env (so a factory can check the spaces, or
-read physical parameters); :data:`EXPERTS` maps names to factories and
-:data:`DEFAULT_EXPERTS` maps env ids to the name that ``"auto"`` resolves to.
-:func:`load_expert` resolves a registered name, ``"auto"`` or ``"module:callable"``.
+The expert protocol, the registry and the resolver live in :mod:`il_core.experts`; importing
+this module registers :data:`SIM_EXPERTS` there (names) with :data:`SIM_DEFAULT_EXPERTS`
+(the ``"auto"`` expert of each env id). il_core imports this package only as a plugin (the
+``il_core.plugins`` entry point in ``setup.py``), never by name. :data:`EXPERTS`,
+:func:`load_expert` and friends are re-exported from il_core for convenience.
 
 Measured on gymnasium 1.4 (see ``tests/test_sim_experts.py``):
 
@@ -20,14 +16,21 @@ Measured on gymnasium 1.4 (see ``tests/test_sim_experts.py``):
 
 from __future__ import annotations
 
-import importlib
-import inspect
-from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from il_core.experts import (
+    DEFAULT_EXPERTS,
+    EXPERTS,
+    Expert,
+    ExpertError,
+    ExpertFactory,
+    FunctionExpert,
+    load_expert,
+    register_expert,
+)
 from sim.metaworld_envs import TASKS as METAWORLD_TASKS
 from sim.metaworld_envs import pixels_id, state_id
 from sim.reach import PointReachExpert
@@ -42,23 +45,10 @@ __all__ = [
     "FunctionExpert",
     "LanePurePursuitExpert",
     "MountainCarVelocityExpert",
+    "SIM_DEFAULT_EXPERTS",
+    "SIM_EXPERTS",
     "load_expert",
 ]
-
-
-class ExpertError(ValueError):
-    """An expert could not be resolved or does not fit the env. The message says which."""
-
-
-@runtime_checkable
-class Expert(Protocol):
-    """A scripted (or any black-box) demonstrator acting on raw gymnasium observations."""
-
-    def reset(self, seed: int | None = None) -> None:
-        """Prepare for a new episode; ``seed`` seeds any randomness the expert has."""
-
-    def __call__(self, obs: Any) -> Any:
-        """Return the raw env action for the raw env observation ``obs``."""
 
 
 def _check_spaces(
@@ -143,25 +133,6 @@ class CartPoleLinearExpert:
     def __call__(self, obs: Any) -> int:
         """Map ``obs`` ``(4,)`` = ``[x, x_dot, theta, theta_dot]`` to 1 (right) or 0 (left)."""
         return int(float(np.dot(self.gains, np.asarray(obs, dtype=np.float64))) > 0.0)
-
-
-class FunctionExpert:
-    """Wrap a plain function ``obs -> action`` (no state) as an :class:`Expert`."""
-
-    def __init__(self, fn: Callable[[Any], Any], name: str | None = None) -> None:
-        """Wrap ``fn``; ``name`` is only used in ``repr``."""
-        self.fn = fn
-        self.name = name or getattr(fn, "__qualname__", repr(fn))
-
-    def reset(self, seed: int | None = None) -> None:
-        """A plain function has no state to reset."""
-
-    def __call__(self, obs: Any) -> Any:
-        """Return ``fn(obs)``."""
-        return self.fn(obs)
-
-    def __repr__(self) -> str:
-        return f"FunctionExpert({self.name})"
 
 
 class LanePurePursuitExpert:
@@ -285,8 +256,9 @@ def _metaworld_expert(env: gym.Env) -> Expert:
     return MetaWorldExpert(env)
 
 
-#: Expert factories by name; each is called with the env and returns an :class:`Expert`.
-EXPERTS: dict[str, Callable[[gym.Env], Expert]] = {
+#: This package's expert factories by name; each is called with the env and returns an
+#: :class:`Expert`. Registered into :data:`il_core.experts.EXPERTS` on import.
+SIM_EXPERTS: dict[str, ExpertFactory] = {
     "mountaincar_velocity": MountainCarVelocityExpert,
     "cartpole_linear": CartPoleLinearExpert,
     "point_reach": PointReachExpert,
@@ -302,8 +274,9 @@ EXPERTS: dict[str, Callable[[gym.Env], Expert]] = {
     "metaworld": _metaworld_expert,
 }
 
-#: The expert name ``"auto"`` resolves to, by gymnasium env id.
-DEFAULT_EXPERTS: dict[str, str] = {
+#: The expert name ``"auto"`` resolves to, by gymnasium env id (into
+#: :data:`il_core.experts.DEFAULT_EXPERTS` on import).
+SIM_DEFAULT_EXPERTS: dict[str, str] = {
     "il_ros/PointReach-v0": "point_reach",
     "il_ros/PointReachCamera-v0": "point_reach",
     "MountainCar-v0": "mountaincar_velocity",
@@ -322,102 +295,10 @@ DEFAULT_EXPERTS: dict[str, str] = {
     # demonstrations names the driver explicitly (--expert carracing_pursuit).
 }
 
-# A plain policy function is told apart from a factory by the name of its first parameter:
-# both are one-argument callables, and calling a policy with the env to find out would run
-# user code on the wrong input.
-_OBS_PARAM_NAMES = frozenset({"obs", "observation"})
 
-
-def _is_expert_instance(obj: Any) -> bool:
-    return not inspect.isclass(obj) and callable(obj) and callable(getattr(obj, "reset", None))
-
-
-def _from_callable(obj: Any, spec: str, env: gym.Env) -> Expert:
-    """Turn the object named by a ``module:callable`` spec into an expert."""
-    if _is_expert_instance(obj):
-        return obj  # A ready expert instance defined at module level.
-    if not callable(obj):
-        raise ExpertError(f"expert {spec!r}: {type(obj).__name__} object is not callable")
-    if not inspect.isclass(obj):
-        try:
-            params = list(inspect.signature(obj).parameters)
-        except (TypeError, ValueError):  # Builtins without a signature: assume a factory.
-            params = []
-        if params and params[0] in _OBS_PARAM_NAMES:
-            return FunctionExpert(obj, name=spec)
-    made = obj(env)
-    if _is_expert_instance(made):
-        return made
-    if callable(made):
-        return FunctionExpert(made, name=spec)
-    raise ExpertError(
-        f"expert factory {spec!r} returned {type(made).__name__}, expected an expert "
-        "(a callable obs -> action, optionally with reset(seed))"
+for _name, _factory in SIM_EXPERTS.items():
+    register_expert(
+        _name,
+        _factory,
+        default_for=[i for i, n in SIM_DEFAULT_EXPERTS.items() if n == _name],
     )
-
-
-def _env_id(env: gym.Env) -> str | None:
-    return env.spec.id if env.spec is not None else None
-
-
-def load_expert(spec: str, env: gym.Env) -> Expert:
-    """Resolve an expert by name, ``"auto"`` or ``"module:callable"`` and build it for ``env``.
-
-    Args:
-        spec: One of
-
-            - a key of :data:`EXPERTS` (``"cartpole_linear"``);
-            - ``"auto"``: the :data:`DEFAULT_EXPERTS` entry for ``env.spec.id``;
-            - ``"package.module:name"``: ``name`` is imported with :mod:`importlib`. A class,
-              or a function whose first parameter is not called ``obs``/``observation``, is
-              a factory and is called with ``env``; a function whose first parameter is
-              ``obs`` or ``observation`` is a plain policy ``obs -> action`` and is wrapped
-              in :class:`FunctionExpert`; an object that already has ``reset`` and
-              ``__call__`` is used as is. A factory result without ``reset`` is wrapped.
-              Dotted attribute paths (``module:Class.method``) are followed.
-        env: The gymnasium env the expert will act in.
-
-    Returns:
-        The expert; call ``reset(seed)`` before each episode.
-
-    Raises:
-        ExpertError: unknown name (the message lists the registered ones), no default for
-            the env id, a module that cannot be imported (named in the message), a missing
-            attribute, or an expert whose spaces do not fit ``env``.
-    """
-    if not isinstance(spec, str) or not spec:
-        raise ExpertError(f"expert spec must be a non-empty string, got {spec!r}")
-    if spec == "auto":
-        env_id = _env_id(env)
-        name = DEFAULT_EXPERTS.get(env_id or "")
-        if name is None:
-            raise ExpertError(
-                f"no default expert for env {env_id!r}; defaults exist for "
-                f"{sorted(DEFAULT_EXPERTS)}. Pass a name from {sorted(EXPERTS)} or "
-                "'module:callable'"
-            )
-        return EXPERTS[name](env)
-    if ":" in spec:
-        module_name, _, attr_path = spec.partition(":")
-        if not module_name or not attr_path:
-            raise ExpertError(f"expert spec {spec!r} must look like 'package.module:callable'")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as e:
-            raise ExpertError(f"expert {spec!r}: cannot import module {module_name!r}: {e}") from e
-        obj: Any = module
-        for part in attr_path.split("."):
-            try:
-                obj = getattr(obj, part)
-            except AttributeError:
-                raise ExpertError(
-                    f"expert {spec!r}: module {module_name!r} has no attribute {attr_path!r}"
-                ) from None
-        return _from_callable(obj, spec, env)
-    factory = EXPERTS.get(spec)
-    if factory is None:
-        raise ExpertError(
-            f"unknown expert {spec!r}; available: {sorted(EXPERTS)}, 'auto' "
-            f"(defaults: {DEFAULT_EXPERTS}) or 'module:callable'"
-        )
-    return factory(env)

@@ -14,6 +14,7 @@ import json
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -51,8 +52,15 @@ def is_ros_module(name: str) -> bool:
     return top in ROS_MODULES or top.startswith(ROS_PREFIXES) or top.endswith(ROS_SUFFIXES)
 
 
-def find_ros_imports(source: str, filename: str = "<string>") -> list[str]:
-    """Return ``"file:line: module"`` for every ROS import in a Python source.
+def is_sim_module(name: str) -> bool:
+    """True if ``name`` is this repository's ``sim`` package or one of its modules."""
+    return name.split(".")[0] == "sim"
+
+
+def find_ros_imports(
+    source: str, filename: str = "<string>", banned: Callable[[str], bool] = is_ros_module
+) -> list[str]:
+    """Return ``"file:line: module"`` for every ROS (or other ``banned``) import in a source.
 
     Covers ``import x``, ``from x import y`` (absolute only: a relative import stays inside
     the package), and ``importlib.import_module("x")`` / ``__import__("x")`` with a literal.
@@ -81,7 +89,7 @@ def find_ros_imports(source: str, filename: str = "<string>") -> list[str]:
                 and isinstance(arg.value, str)
             ):
                 names = [arg.value]
-        found += [f"{filename}:{node.lineno}: {name}" for name in names if is_ros_module(name)]
+        found += [f"{filename}:{node.lineno}: {name}" for name in names if banned(name)]
     return found
 
 
@@ -142,6 +150,32 @@ def test_il_core_has_no_ros_imports():
     )
 
 
+def test_il_core_never_imports_sim():
+    # sim depends on il_core, never the reverse: il_core finds sim's envs and experts through
+    # the il_core.plugins entry point (il_core/plugins.py), even in a function body.
+    assert find_ros_imports("def f():\n    from sim.experts import x", banned=is_sim_module)
+    assert not find_ros_imports("import simplejson, simulate", banned=is_sim_module)
+    offenders = []
+    for path in il_core_sources():
+        offenders += find_ros_imports(
+            path.read_text(encoding="utf-8"), str(path.relative_to(ROOT)), is_sim_module
+        )
+    assert not offenders, "il_core must not import sim (register through a plugin):\n" + (
+        "\n".join(offenders)
+    )
+
+
+def test_sim_is_found_as_an_il_core_plugin():
+    from il_core.experts import EXPERTS, load_expert
+    from il_core.plugins import load_plugins
+
+    assert "sim" in load_plugins()
+    assert {"cartpole_linear", "point_reach", "metaworld"} <= set(EXPERTS)
+    import gymnasium as gym
+
+    assert type(load_expert("auto", gym.make("CartPole-v1"))).__name__ == "CartPoleLinearExpert"
+
+
 def test_importing_all_of_il_core_loads_no_ros():
     # Catches indirect imports (il_core -> some helper -> rclpy) that the ast check can't see.
     script = f"""
@@ -171,6 +205,7 @@ print(json.dumps({{"modules": sorted(sys.modules), "failed": failed}}))
     assert not result["failed"], f"il_core modules failed to import: {result['failed']}"
     loaded = [m for m in result["modules"] if is_ros_module(m)]
     assert not loaded, f"importing il_core loaded ROS modules: {loaded}"
+    assert not [m for m in result["modules"] if is_sim_module(m)], "importing il_core loaded sim"
 
 
 # --- package.xml / setup.py / il_core.__version__ agree -------------------------------------
@@ -274,3 +309,18 @@ CONFIGS = sorted((ROOT / "config").glob("*.yaml"))
 def test_config_yaml_parses(path):
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     assert isinstance(data, dict), f"{path.name}: top level must be a mapping"
+
+
+def test_a_broken_plugin_is_named(monkeypatch: pytest.MonkeyPatch):
+    import importlib.metadata
+
+    import il_core.plugins as plugins
+
+    broken = importlib.metadata.EntryPoint(
+        "my_sim", "no_such_module_il_ros_test", plugins.ENTRY_POINT_GROUP
+    )
+    monkeypatch.setattr(plugins, "_loaded", None)
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [broken])
+    with pytest.raises(plugins.PluginError, match="'my_sim'.*no_such_module_il_ros_test"):
+        plugins.load_plugins()
+    assert plugins._loaded is None  # the next call tries again

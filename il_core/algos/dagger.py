@@ -52,6 +52,7 @@ import numpy as np
 from il_core.config import ConfigError, from_dict, to_dict
 from il_core.data import DatasetWriter
 from il_core.envs import GymAdapter, make_env
+from il_core.experts import load_expert
 from il_core.intervention import GateConfig, InterventionGate
 from il_core.recording import (
     EXTRA_AGE,
@@ -266,7 +267,7 @@ class DAggerCollector:
 
     Args:
         env: The gymnasium env (from :func:`il_core.envs.make_env`).
-        expert: Scripted expert on RAW observations (see :mod:`sim.experts`).
+        expert: Scripted expert on RAW observations (see :mod:`il_core.experts`).
         writer: Writer of a dataset whose spec is ``dagger_spec(GymAdapter(env).spec)``.
         rng: Draws the beta mixing (injected, so a run is reproducible and testable).
         gate: The intervention gate for HG-DAgger; None for DAgger.
@@ -440,7 +441,7 @@ class DAggerConfig:
             ``hg_dagger`` (the gate decides; only interventions are labelled).
         env: Gymnasium id where the learner runs and is evaluated.
         demo_env: Where round 0's expert demonstrations are recorded; None: ``env``.
-        expert: Expert name, ``auto`` or ``module:callable`` (:func:`sim.experts.load_expert`).
+        expert: Expert name, ``auto`` or ``module:callable`` (:func:`il_core.experts.load_expert`).
         rounds: Learner rounds after the demonstrations (policies trained: ``rounds + 1``).
         demo_episodes: Expert episodes of round 0.
         episodes_per_round: Learner episodes per later round.
@@ -561,8 +562,6 @@ def run_dagger(
         ConfigError: a bad key or value, naming it.
         FileExistsError: ``out`` already holds rounds.
     """
-    from sim.experts import load_expert
-
     cfg, raw_train = _split_raw(raw_config, config_where)
     # Resolve the training sections now, so a typo fails before any episode is run.
     from il_core.train import resolve_config
@@ -685,8 +684,6 @@ def run_bc_baseline(
     Returns:
         ``labels``, ``episodes``, ``success_rate``, ``mean_return``, ``train_s``.
     """
-    from sim.experts import load_expert
-
     if labels < 1:
         raise ConfigError(f"labels must be >= 1, got {labels}")
     cfg, raw_train = _split_raw(raw_config, config_where)
