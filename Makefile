@@ -1,7 +1,7 @@
 # il_ros: set up and run everything from a machine that has only python3 >= 3.10.
 #
 #   make demo    create .venv (first run only), then run scripts/demo.sh inside it
-#   make test    create .venv (first run only), then ruff + the whole pytest suite
+#   make test    create .venv (first run only), then ruff, mypy and the whole pytest suite
 #                (and .lerobot-venv where ../shared/lerobot-0.4.4 exists, for test_lerobot.py)
 #
 # The virtualenv is rebuilt only when a requirements file, constraints.txt, setup.py,
@@ -81,14 +81,15 @@ LEROBOT_CHECK := import sys, types; \
   from lerobot.datasets.lerobot_dataset import LeRobotDataset; import lerobot; \
   print("==> LeRobot venv ready:", lerobot.__version__)
 
-.PHONY: help venv lerobot-venv demo test test-fast lint format bench clean distclean
+.PHONY: help venv lerobot-venv demo test test-fast lint typecheck format bench clean distclean
 
 help:
 	@echo "il_ros make targets (PYTHON=$(PYTHON), VENV=$(VENV), ROS=$(ROS)):"
 	@echo "  make demo       set up .venv if needed, then run scripts/demo.sh"
-	@echo "  make test       set up .venv if needed, then ruff check, ruff format --check, pytest"
+	@echo "  make test       set up .venv if needed, then ruff check, ruff format --check, mypy, pytest"
 	@echo "  make test-fast  pytest -m 'not expensive' (skips the slow training quality bars)"
 	@echo "  make lint       ruff check + ruff format --check"
+	@echo "  make typecheck  mypy over il_core, sim and il_ros (settings in pyproject.toml)"
 	@echo "  make format     ruff format + ruff check --fix"
 	@echo "  make bench      run every bench/*.py"
 	@echo "  make venv       only create/update the virtualenv"
@@ -188,6 +189,8 @@ test: venv lerobot-venv
 	$(IN_VENV) ruff check . || failed="$$failed ruff-check"; \
 	echo "+ ruff format --check ."; \
 	$(IN_VENV) ruff format --check . || failed="$$failed ruff-format"; \
+	echo "+ python -m mypy"; \
+	$(IN_VENV) python -m mypy || failed="$$failed mypy"; \
 	rc=0; $(IN_VENV) bash scripts/pytest_phases.sh $(TEST_WORKERS) "" -- $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -ne 0 ]; then failed="$$failed pytest(exit-$$rc)"; fi; \
 	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed" >&2; exit 1; fi
@@ -198,6 +201,10 @@ test-fast: venv lerobot-venv
 lint: venv
 	$(IN_VENV) ruff check .
 	$(IN_VENV) ruff format --check .
+
+# The type checker over il_core, sim and il_ros (settings: [tool.mypy] in pyproject.toml).
+typecheck: venv
+	$(IN_VENV) python -m mypy
 
 format: venv
 	$(IN_VENV) ruff format .

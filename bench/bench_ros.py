@@ -45,8 +45,8 @@ prints one JSON line per run, then one line with the median over ``--repeats`` r
    receives them) and its resident memory (``VmRSS`` after the window, ``VmHWM`` peak), and
    whether torch was imported (``/proc/<pid>/maps``).
 5. ``--executors default,events,multi`` runs each measurement with the nodes' own executor
-   (``default``: ``il_ros.common.spin_node``'s ``SingleThreadedExecutor``) and, through
-   ``bench/_executor_swap_node.py``, with rclpy's ``EventsExecutor`` or a 3-thread
+   (``default``: ``single``, rclpy's ``SingleThreadedExecutor``) and, through the nodes'
+   ``executor`` parameter, with rclpy's ``EventsExecutor`` or a 3-thread
    ``MultiThreadedExecutor`` instead (same node code), one after the other in each repeat,
    so each variant has its baseline in the same run (names ``...+events_executor``).
 
@@ -116,7 +116,6 @@ CAMERA_POLICIES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     ),
 }
 ROBOT_MODULE = "bench._ros_synthetic_robot"
-SWAP_MODULE = "bench._executor_swap_node"
 EXECUTORS = ("default", "events", "multi")
 
 
@@ -237,13 +236,13 @@ class Session:
         """Start a node process (logs under the session's temporary directory).
 
         An il_ros node runs with the session's executor: ``default`` is the node's own
-        (``il_ros.common.spin_node``), others go through ``bench/_executor_swap_node.py``.
-        ``env`` adds environment variables for this process only.
+        (``single``), others are set by the node's ``executor`` parameter
+        (``il_ros.common.make_executor``). ``env`` adds environment variables for this
+        process only.
         """
         env = dict(env or {})
         if self.executor != "default" and not module.startswith("bench."):
-            env = {"IL_ROS_BENCH_NODE": f"il_ros.{module}", "IL_ROS_BENCH_EXECUTOR": self.executor}
-            module = SWAP_MODULE
+            params = {**params, "executor": self.executor}
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)  # start_node passes os.environ to the child
         try:

@@ -345,8 +345,9 @@ def augment_images(
     b, _, h, w, c = frames.shape
     out = frames
     if cfg.shift:
-        dy = rng.integers(-cfg.shift, cfg.shift + 1, b)
-        dx = rng.integers(-cfg.shift, cfg.shift + 1, b)
+        # Size as a shape tuple: numpy's stubs type a bare (untyped) size as the scalar case.
+        dy = rng.integers(-cfg.shift, cfg.shift + 1, (b,))
+        dx = rng.integers(-cfg.shift, cfg.shift + 1, (b,))
         rows = np.clip(np.arange(h)[None] + dy[:, None], 0, h - 1)
         cols = np.clip(np.arange(w)[None] + dx[:, None], 0, w - 1)
         # Advanced indices split by the k slice: the result is (B, H, W, k, C).

@@ -157,7 +157,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return dict(value)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where)
     if tp is bool:
         if not isinstance(value, bool):
@@ -248,7 +248,11 @@ def describe_config(cls: type, prefix: str = "") -> list[str]:
             continue
         # An optional section (``ImageAugmentConfig | None = None``): off by default; its
         # keys are listed with the defaults they take once the section is given.
-        nested = [t for t in typing.get_args(hints[f.name]) if dataclasses.is_dataclass(t)]
+        nested = [
+            t
+            for t in typing.get_args(hints[f.name])
+            if isinstance(t, type) and dataclasses.is_dataclass(t)
+        ]
         if default is None and len(nested) == 1:
             lines.append(f"{key}: null  # off unless given" + (f"; {text}" if text else ""))
             lines += describe_config(nested[0], key + ".")

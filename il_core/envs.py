@@ -24,7 +24,7 @@ they register (``il_ros/...``) resolve.
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import Any, TypeGuard
 
 import gymnasium as gym
 import numpy as np
@@ -85,7 +85,7 @@ def env_id_of(env: gym.Env) -> str | None:
     return spec.id if spec is not None else None
 
 
-def _is_image_box(space: gym.spaces.Space) -> bool:
+def _is_image_box(space: gym.spaces.Space) -> TypeGuard[gym.spaces.Box]:
     return (
         isinstance(space, gym.spaces.Box)
         and len(space.shape) == 3
@@ -244,6 +244,7 @@ class GymAdapter:
         """
         space = self.env.observation_space
         if self._dict_obs:
+            assert isinstance(space, gym.spaces.Dict)  # what _dict_obs means
             return {
                 k: np.asarray(obs[k], dtype=space.spaces[k].dtype).reshape(space.spaces[k].shape)
                 for k in self.spec.observations
@@ -269,6 +270,7 @@ class GymAdapter:
         if self.spec.action.kind == "discrete":
             return self._discrete_start + int(a)
         space = self.env.action_space
+        assert isinstance(space, gym.spaces.Box)  # continuous: the constructor checked
         clipped = np.clip(a, space.low, space.high)
         return clipped.astype(space.dtype, copy=False).reshape(space.shape)
 

@@ -25,17 +25,106 @@ success on one task, so it is off by default and measured, not assumed.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Final, Literal, Protocol, overload
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from il_core.policies.base import Policy
+    from il_core.spec import DatasetSpec
+
+
+class ExecutablePolicy(Protocol):
+    """What a :class:`PolicyExecutor` runs: an eager policy or an exported one, alike.
+
+    Both :class:`~il_core.policies.base.Policy` and :class:`~il_core.runtime.ExportedPolicy`
+    (ONNX or TorchScript, no torch needed for ONNX) have these members.
+    """
+
+    @property
+    def name(self) -> str:
+        """The registered policy name (``bc``, ``diffusion``, ...)."""
+
+    @property
+    def spec(self) -> DatasetSpec:
+        """The dataset spec the policy was trained on (observations, action bounds)."""
+
+    @property
+    def n_obs_steps(self) -> int:
+        """Observation history length k."""
+
+    @property
+    def horizon(self) -> int:
+        """Predicted chunk length h."""
+
+    @property
+    def n_action_steps(self) -> int:
+        """Actions executed per chunk by default."""
+
+    def predict_action_chunk(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """``{key: (k, ...)}`` history -> ``(h, D)`` actions (``(h,)`` int64 if discrete)."""
+
+
+#: The one spelling of "the checkpoint's own setting" for a setting the executor can override
+#: (``n_action_steps``, ``temporal_ensemble_coeff``): in Python, in YAML and in the ROS
+#: inference node's parameters alike. The checkpoint's setting is its policy config's.
+FROM_CHECKPOINT: Final = "checkpoint"
+#: "No temporal ensembling", where a value must be text (a ROS parameter); ``None`` in Python.
+OFF: Final = "off"
+
+
+@overload
+def parse_override(name: str, value: object, kind: type[int]) -> int | Literal["checkpoint"]: ...
+
+
+@overload
+def parse_override(
+    name: str, value: object, kind: type[float]
+) -> float | None | Literal["checkpoint"]: ...
+
+
+def parse_override(
+    name: str, value: object, kind: type[int] | type[float]
+) -> int | float | None | Literal["checkpoint"]:
+    """Read an executor setting given as text or a number (a ROS parameter, a YAML value).
+
+    Args:
+        name: The setting's name, for the error message.
+        value: :data:`FROM_CHECKPOINT`, :data:`OFF` (only where ``kind`` is float: temporal
+            ensembling), a number, or a number as text.
+        kind: ``int`` (``n_action_steps``) or ``float`` (``temporal_ensemble_coeff``).
+
+    Returns:
+        ``"checkpoint"``, ``None`` (off) or the number, as :class:`PolicyExecutor` takes it.
+
+    Raises:
+        ValueError: anything else; the message names the setting and the accepted values.
+    """
+    accepted = f"{FROM_CHECKPOINT!r}, " + (f"{OFF!r} or a number" if kind is float else "an int")
+    if value is False and kind is float:
+        return None  # An unquoted `off` in YAML 1.1 (PyYAML, ROS parameter files) is false.
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == FROM_CHECKPOINT:
+            return FROM_CHECKPOINT
+        if text == OFF and kind is float:
+            return None
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError(f"{name} must be {accepted}, got {value!r}") from None
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    else:
+        raise ValueError(f"{name} must be {accepted}, got {value!r}")
+    if kind is int:
+        if number != int(number):
+            raise ValueError(f"{name} must be {accepted}, got {value!r}")
+        return int(number)
+    return number
 
 
 @dataclass
@@ -65,13 +154,15 @@ class PolicyExecutor:
 
     Args:
         policy: Any registered policy.
-        n_action_steps: Actions executed per chunk; defaults to the policy's setting.
+        n_action_steps: Actions executed per chunk; :data:`FROM_CHECKPOINT` (the default)
+            keeps the policy's setting.
         temporal_ensemble_coeff: ``None`` disables temporal ensembling; otherwise the ACT
             weight decay ``m`` (``w_i = exp(-m i)``, oldest prediction first). With
             ensembling a chunk is predicted every tick (``n_action_steps`` is 1). The
-            default, ``"policy"``, takes the policy config's ``temporal_ensemble_coeff``
-            (ACT's setting; None for policies without one), so ``il-core eval`` and the
-            inference node execute a checkpoint the way it was configured.
+            default, :data:`FROM_CHECKPOINT`, takes the policy config's
+            ``temporal_ensemble_coeff`` (ACT's setting; None for policies without one), so
+            ``il-core eval`` and the inference node execute a checkpoint the way it was
+            configured.
         asynchronous: Run the model in a background thread (never block a tick).
         lead_steps: Asynchronous only: start the next inference this many ticks before the
             current chunk's ``n_action_steps`` are used up. Choose about
@@ -80,23 +171,34 @@ class PolicyExecutor:
 
     def __init__(
         self,
-        policy: Policy,
-        n_action_steps: int | None = None,
+        policy: ExecutablePolicy,
+        n_action_steps: int | Literal["checkpoint"] = FROM_CHECKPOINT,
         *,
-        temporal_ensemble_coeff: float | None | Literal["policy"] = "policy",
+        temporal_ensemble_coeff: float | None | Literal["checkpoint"] = FROM_CHECKPOINT,
         asynchronous: bool = False,
         lead_steps: int = 1,
     ) -> None:
         self.policy = policy
-        if temporal_ensemble_coeff == "policy":
+        for name, value in (
+            ("n_action_steps", n_action_steps),
+            ("temporal_ensemble_coeff", temporal_ensemble_coeff),
+        ):
+            if isinstance(value, str) and value != FROM_CHECKPOINT:
+                raise ValueError(f"{name} must be a number or {FROM_CHECKPOINT!r}, got {value!r}")
+        coeff: float | None
+        if isinstance(temporal_ensemble_coeff, str):
             config = getattr(policy, "config", None)
-            temporal_ensemble_coeff = getattr(config, "temporal_ensemble_coeff", None)
-        self.temporal_ensemble_coeff = temporal_ensemble_coeff
-        if temporal_ensemble_coeff is not None:
+            coeff = getattr(config, "temporal_ensemble_coeff", None)
+        else:
+            coeff = temporal_ensemble_coeff
+        self.temporal_ensemble_coeff = coeff
+        if coeff is not None:
             if policy.spec.action.kind != "continuous":
                 raise ValueError("temporal ensembling needs continuous actions")
             n_action_steps = 1
-        self.n_action_steps = n_action_steps or policy.n_action_steps
+        self.n_action_steps = (
+            policy.n_action_steps if isinstance(n_action_steps, str) else int(n_action_steps)
+        )
         if not 1 <= self.n_action_steps <= policy.horizon:
             raise ValueError(
                 f"n_action_steps={self.n_action_steps} must be in 1..horizon={policy.horizon}"
@@ -118,7 +220,8 @@ class PolicyExecutor:
         self._pending: Future | None = None
         self._pending_gen = 0
         self._pool: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
+        # Only the caller's thread touches the plan, the history and the generation; the
+        # worker runs _predict on a snapshot and hands the chunk back through its future.
 
     @property
     def inference_count(self) -> int:
@@ -133,10 +236,9 @@ class PolicyExecutor:
         self._last_request_tick = None
         self._last_action = None
         self._last_chunk_id = -1
-        with self._lock:
-            self._generation += 1
+        self._generation += 1
 
-    def set_policy(self, policy: Policy) -> None:
+    def set_policy(self, policy: ExecutablePolicy) -> None:
         """Swap the policy (hot reload) and reset; specs must have been checked by the caller."""
         self.policy = policy
         self._history = deque(maxlen=policy.n_obs_steps)
@@ -204,9 +306,7 @@ class PolicyExecutor:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="il_core-infer")
         history = self.stacked_history()  # a snapshot: the worker never sees later ticks
         self._last_request_tick = t
-        with self._lock:
-            gen = self._generation
-        self._pending_gen = gen
+        self._pending_gen = self._generation
         self._pending = self._pool.submit(lambda: (t, self._predict(history)))
 
     def _collect_result(self) -> None:
@@ -214,9 +314,7 @@ class PolicyExecutor:
         if fut is None or not fut.done():
             return
         self._pending = None
-        with self._lock:
-            stale = self._pending_gen != self._generation
-        if stale:
+        if self._pending_gen != self._generation:
             self.stats.discarded_chunks += 1
             return
         t_obs, chunk = fut.result()  # re-raises an exception from the model, on purpose
@@ -253,9 +351,13 @@ class PolicyExecutor:
         if len(entries) == 1:
             action = entries[0][1]
         else:
-            w = np.exp(-float(self.temporal_ensemble_coeff) * np.arange(len(entries)))
+            coeff = self.temporal_ensemble_coeff
+            assert coeff is not None  # several entries per tick only with ensembling
+            w = np.exp(-coeff * np.arange(len(entries)))
             acts = np.stack([a for _, a in entries]).astype(np.float32)
             action = (w[:, None] * acts).sum(0) / w.sum()
+            # The mean of in-bounds actions is in bounds but for rounding: clip that away.
+            # Otherwise the policy's chunk is already clipped (Policy.predict_action_chunk).
             action = self.policy.spec.action.clip(action.astype(np.float32))
         if self._last_action is not None and newest != self._last_chunk_id:
             jump = np.abs(np.asarray(action, np.float64) - np.asarray(self._last_action))

@@ -37,13 +37,13 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from il_core.policies.base import Policy, config_to_dict
+from il_core.policies.base import Policy, StochasticPolicy, config_to_dict
 from il_core.runtime import (
     EXPORT_FORMAT,
     EXPORT_VERSION,
@@ -76,6 +76,13 @@ def noise_shape_of(policy: Any) -> tuple[int, ...] | None:
     return None if shape is None else tuple(int(s) for s in shape)
 
 
+def _predict_with_noise(policy: Policy, obs: dict[str, Tensor], noise: Tensor) -> Tensor:
+    """``policy.predict_chunk_tensor(obs, noise=noise)`` for a policy with a ``noise_shape``."""
+    # Only called where noise_shape_of(policy) found a noise shape: every such policy takes
+    # the draws as a `noise` argument (StochasticPolicy), which Policy's contract lacks.
+    return cast(StochasticPolicy, policy).predict_chunk_tensor(obs, noise=noise)
+
+
 class _Traceable(nn.Module):
     """Positional tensors in (obs keys in spec order, then noise) -> action chunk."""
 
@@ -89,7 +96,7 @@ class _Traceable(nn.Module):
         """Run ``predict_chunk_tensor`` on the positional inputs."""
         obs = dict(zip(self.keys, inputs[: len(self.keys)], strict=True))
         if self.stochastic:
-            return self.policy.predict_chunk_tensor(obs, noise=inputs[-1])
+            return _predict_with_noise(self.policy, obs, inputs[-1])
         return self.policy.predict_chunk_tensor(obs)
 
 
@@ -130,6 +137,8 @@ def _movedim_symbolic(g: Any, x: Any, source: Any, destination: Any) -> Any:
     from torch.onnx import symbolic_helper as sh
 
     rank = sh._get_tensor_rank(x)
+    if rank is None:
+        raise ExportError("aten::movedim: the input's rank is unknown, cannot build its perm")
     src = [s % rank for s in _ints(source)]
     dst = [d % rank for d in _ints(destination)]
     perm: list[int | None] = [None] * rank
@@ -150,7 +159,11 @@ def _exported_config(policy: Policy, fmt: ExportFormat) -> Iterator[None]:
     """
     config = policy.config
     if fmt == "onnx" and getattr(config, "inference_dtype", "float32") != "float32":
-        policy.config = dataclasses.replace(config, inference_dtype="float32")
+        # Any config with an inference_dtype field (checked just above; diffusion's):
+        # PolicyConfig itself declares none, so mypy's dataclass plugin rejects the name.
+        policy.config = dataclasses.replace(  # type: ignore[call-arg]
+            config, inference_dtype="float32"
+        )
     try:
         yield
     finally:
@@ -225,7 +238,9 @@ def _export(policy: Policy, path: Path, fmt: ExportFormat, opset: int) -> Path:
             torch.onnx.export(
                 module,
                 tuple(examples),
-                buf,
+                # torch annotates f as a path only, but the legacy (dynamo=False) exporter
+                # also writes to a file-like object (its own code says so and handles it).
+                buf,  # type: ignore[arg-type]
                 dynamo=False,
                 input_names=[d["name"] for d in described],
                 output_names=["action"],
@@ -275,7 +290,7 @@ def _eager_chunk(
         if noise is None:
             out = policy.predict_chunk_tensor(batch)
         else:
-            out = policy.predict_chunk_tensor(batch, noise=torch.from_numpy(noise))
+            out = _predict_with_noise(policy, batch, torch.from_numpy(noise))
     return policy.spec.action.clip(out[0].numpy())
 
 

@@ -66,13 +66,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from il_core.config import ConfigError
 from il_core.data.errors import DatasetError
-from il_core.spec import STATE_ONLY, ActionSpec, DatasetSpec, FeatureSpec, SpecError
+from il_core.spec import STATE_ONLY, ActionSpec, DatasetSpec, FeatureSpec, ImageCodec, SpecError
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +95,12 @@ STATE = "observation.state"
 IMAGES_PREFIX = "observation.images."
 EXTRAS_PREFIX = "extras."
 ORIGINAL_TIMESTAMP = "original_timestamp"
-#: ``--vcodec`` choices: LeRobot's names, and the PyAV encoder each one uses.
-VIDEO_CODECS = {"libsvtav1": "libsvtav1", "h264": "libx264"}
+#: ``--vcodec`` choices: LeRobot's names, and the PyAV encoder each one uses (Literal names:
+#: PyAV's stubs then know that ``add_stream`` gives a video stream).
+VIDEO_CODECS: dict[str, Literal["libsvtav1", "libx264"]] = {
+    "libsvtav1": "libsvtav1",
+    "h264": "libx264",
+}
 QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)
 #: Frames per episode and camera that go into the image statistics.
 IMAGE_STATS_FRAMES = 100
@@ -420,7 +424,8 @@ def export_lerobot(
     with _staged_output(out) as tmp:
         episodes_rows: list[dict[str, Any]] = []
         all_stats: dict[str, list[np.ndarray]] = {k: [] for k in feats}
-        data_loc, data_cols, data_rows = (0, 0), None, 0
+        data_loc, data_rows = (0, 0), 0
+        data_cols: dict[str, list[np.ndarray]] | None = None
         videos: dict[str, _VideoFile] = {}
         video_loc: dict[str, tuple[int, int]] = {k: (0, 0) for k in spec.image_keys}
         index = 0
@@ -742,7 +747,8 @@ def _import_plan(
                 )
                 continue
             c = shape[2]
-            codec, quality = "jpeg", 90
+            codec: ImageCodec = "jpeg"
+            quality = 90
             if old is not None and key in old.observations:
                 f = old.observations[key]
                 c, codec, quality = f.shape[2], f.codec, f.quality
@@ -750,6 +756,7 @@ def _import_plan(
             img_src[key] = (name, dtype)
         elif name == STATE and numeric and len(shape) == 1:
             if side and side["state_keys"]:
+                assert old is not None  # side["spec"], which _read_side always sets
                 start = 0
                 for key, d in side["state_keys"]:
                     f = old.observations[key]
@@ -1000,8 +1007,8 @@ def import_lerobot(src: str | Path, out: str | Path) -> dict[str, Any]:
     spec, plan, unmapped = _import_plan(root, info, side, action_max)
     for u in unmapped:
         warnings.append(f"feature {u['feature']!r}: {u['action']}")
-    for w in warnings:
-        logger.warning("%s: %s", root, w)
+    for msg in warnings:
+        logger.warning("%s: %s", root, msg)
 
     # Per-step columns of every data file, by episode.
     by_episode: dict[int, dict[str, np.ndarray]] = {}
@@ -1029,8 +1036,8 @@ def import_lerobot(src: str | Path, out: str | Path) -> dict[str, Any]:
                 rows = part[name][:, 0].tolist()
                 part[name] = _decode_png_column(t.column(name).take(rows).to_pylist(), p, name)
             prev = by_episode.setdefault(int(e), {})
-            for n, v in part.items():
-                prev[n] = np.concatenate([prev[n], v]) if n in prev else v
+            for col, v in part.items():
+                prev[col] = np.concatenate([prev[col], v]) if col in prev else v
     known = {int(r["episode_index"]) for r in episodes}
     extra_eps = sorted(set(by_episode) - known)
     if extra_eps:
@@ -1046,18 +1053,18 @@ def import_lerobot(src: str | Path, out: str | Path) -> dict[str, Any]:
         with DatasetWriter(tmp, spec, flush_every=1000) as w:
             for r in episodes:
                 e = int(r["episode_index"])
-                cols = by_episode.get(e)
+                found = by_episode.get(e)
                 n = int(r["length"])
                 where = root / EPISODES_DIR
-                if cols is None or len(cols["frame_index"]) != n:
-                    got = 0 if cols is None else len(cols["frame_index"])
+                if found is None or len(found["frame_index"]) != n:
+                    got = 0 if found is None else len(found["frame_index"])
                     raise DatasetError(
                         f"episode {e}: meta/episodes says {n} frames, data/ holds {got}",
                         path=where,
                         key="length",
                     )
-                order = np.argsort(cols["frame_index"][:, 0], kind="stable")
-                cols = {k: v[order] for k, v in cols.items()}
+                order = np.argsort(found["frame_index"][:, 0], kind="stable")
+                cols = {k: v[order] for k, v in found.items()}
                 images = {}
                 for key, (name, dtype) in plan["images"].items():
                     if dtype == "image":

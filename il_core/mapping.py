@@ -73,10 +73,9 @@ COMMAND_TYPES = (
 )
 JOINT_FIELDS = ("position", "velocity", "effort")
 TWIST_FIELDS = tuple(f"{p}.{a}" for p in ("linear", "angular") for a in "xyz")
-#: Angles derived from a quaternion: ZYX (yaw, then pitch, then roll) convention, radians.
-EULER_ANGLES = ("roll", "pitch", "yaw")
-
 EulerAngle = Literal["roll", "pitch", "yaw"]
+#: Angles derived from a quaternion: ZYX (yaw, then pitch, then roll) convention, radians.
+EULER_ANGLES: tuple[EulerAngle, ...] = ("roll", "pitch", "yaw")
 
 
 class MessageField(NamedTuple):

@@ -15,7 +15,7 @@ decoded from the field table :data:`il_core.mapping.OBSERVATION_FIELDS`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from operator import attrgetter
 from typing import Any
 
@@ -140,15 +140,16 @@ def _field_decoder(src: ObservationSource) -> Callable[[Any], tuple[np.ndarray, 
                 "Imu has no orientation (orientation_covariance[0] == -1, REP 145) but the "
                 f"mapping asks for {imu_orientation}"
             )
-        vals = get_plain(msg)
+        vals: Sequence[float] = get_plain(msg)
         if quaternions:
-            vals = list(vals)
+            with_angles = list(vals)
             for get_q, path in quaternions:
                 q = get_q(msg)
                 try:
-                    vals.extend(euler_from_quaternion(q.x, q.y, q.z, q.w))
+                    with_angles.extend(euler_from_quaternion(q.x, q.y, q.z, q.w))
                 except ConversionError as e:
                     raise ConversionError(f"{label} {path}: {e}; cannot derive angles") from None
+            vals = with_angles
         if reorder:
             vals = [vals[i] for i in order]
         # On the float64 values, before the cast: NaN fails both comparisons, and a value
@@ -232,7 +233,7 @@ def make_observation_decoder(
             missing = [j for j in joints if j not in index]
             if missing:
                 raise ConversionError(f"JointState lacks joints {missing}")
-            out = []
+            out: list[float] = []
             for f in fields:
                 arr = getattr(msg, f)
                 if len(arr) != len(msg.name):

@@ -26,8 +26,8 @@ def _affine_from_stats(
     stats: dict[str, np.ndarray] | None, dim: int, mode: NormMode
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return (offset, scale) such that normalised = (x - offset) / scale."""
-    offset = np.zeros(dim, dtype=np.float32)
-    scale = np.ones(dim, dtype=np.float32)
+    offset: np.ndarray = np.zeros(dim, dtype=np.float32)
+    scale: np.ndarray = np.ones(dim, dtype=np.float32)
     if stats is None or mode == "identity":
         return offset, scale
     if mode == "mean_std":
@@ -66,6 +66,10 @@ class Normalizer(nn.Module):
             error then feeds back through it (MetaWorld reach: 55% -> 80% success with
             ``0.01``).
     """
+
+    # Registered buffers (continuous actions only), declared for the type checker.
+    action_offset: Tensor
+    action_scale: Tensor
 
     def __init__(
         self,

@@ -346,8 +346,12 @@ class ExportedPolicy:
         if self._executor is None:
             from il_core.execution import PolicyExecutor
 
-            self._executor = PolicyExecutor(self)  # type: ignore[arg-type]
-        return self._executor.step(obs)
+            self._executor = PolicyExecutor(self)
+        action = self._executor.step(obs)
+        # Only an asynchronous executor can return None (no action planned yet); this one is
+        # synchronous: it predicts a chunk for the current tick before popping it.
+        assert action is not None
+        return action
 
     def reset(self) -> None:
         """Forget history and queued actions (call at every episode start)."""

@@ -443,8 +443,10 @@ class DatasetSpec:
                     f"{arr.dtype} array of shape {arr.shape}"
                 )
             v = int(arr.reshape(()))
-            if not 0 <= v < int(a.num_classes or 0):
-                raise SpecError(f"{where}: class {v} outside 0..{a.num_classes - 1}")
+            n = a.num_classes
+            assert n is not None  # ActionSpec.__post_init__ requires it for discrete actions
+            if not 0 <= v < int(n):
+                raise SpecError(f"{where}: class {v} outside 0..{n - 1}")
             return np.asarray(v, dtype=np.int64)
         if arr.shape != (a.dim,):
             raise SpecError(f"{where}: expected shape ({a.dim},), got {arr.shape}")

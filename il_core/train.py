@@ -422,7 +422,9 @@ def train(
         policy_spec = augmenter.policy_spec
         stats = augmenter.adjust_stats(stats)
     policy = make_policy(name, policy_cfg, policy_spec, stats).to(device)
-    model: nn.Module = policy
+    # What the training step calls: the policy, maybe wrapped by DDP and/or torch.compile
+    # (typed as a plain callable; only ``model(batch)`` is used).
+    model: Callable[..., Any] = policy
     if dist_info.world > 1:
         from torch.nn.parallel import DistributedDataParallel
 

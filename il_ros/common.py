@@ -24,12 +24,17 @@ import threading
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.client import Client
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import (
+    Executor,
+    ExternalShutdownException,
+    MultiThreadedExecutor,
+    SingleThreadedExecutor,
+)
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.publisher import Publisher
@@ -106,13 +111,18 @@ def declare(
     *,
     valid_range: tuple[float, float] | None = None,
     read_only: bool = False,
+    dynamic_typing: bool = False,
 ) -> Any:
     """Declare a parameter with a description and an optional valid range; return its value.
 
     Integer defaults get an ``IntegerRange``, float defaults a ``FloatingPointRange``, so ROS
     itself rejects out-of-range values set at start-up (``--params-file``) or at run time.
+    ``dynamic_typing`` lets a parameter hold a word or a number (``"checkpoint"`` or ``4``),
+    as ``ros2 param set`` and a YAML file give them; the node parses it on configure.
     """
-    desc = ParameterDescriptor(description=description, read_only=read_only)
+    desc = ParameterDescriptor(
+        description=description, read_only=read_only, dynamic_typing=dynamic_typing
+    )
     if valid_range is not None:
         lo, hi = valid_range
         if isinstance(default, bool):
@@ -174,21 +184,70 @@ def diagnostic_array(
     return arr
 
 
+NodeT = TypeVar("NodeT", bound=Node)
+
+#: The values of every node's ``executor`` parameter. Each node keeps all its callbacks in
+#: its default callback group, which is mutually exclusive, so none of them runs while another
+#: of the same node does, with any of these; the threads a node owns (the dataset writer, the
+#: inference worker, the checkpoint loader) hand their results over through queues and
+#: futures. Hence no callback group and no lock of ours guards node state.
+#:
+#: - ``single``: ``SingleThreadedExecutor``, the default (see :func:`spin_node`).
+#: - ``events``: rclpy's ``EventsExecutor`` (``rclpy.experimental``, Jazzy and later), less
+#:   overhead per callback, measured in ``bench/bench_ros.py --executors``.
+#: - ``multi``: ``MultiThreadedExecutor`` with 3 threads, for comparison only.
+EXECUTORS = ("single", "events", "multi")
+
+
+def make_executor(node: Node) -> Executor:
+    """The executor the node's ``executor`` parameter names (declared here if need be).
+
+    Raises:
+        ConfigError: an unknown name, or ``events`` on an rclpy that lacks it (Humble).
+    """
+    if not node.has_parameter("executor"):
+        node.declare_parameter(
+            "executor",
+            "single",
+            ParameterDescriptor(
+                description=f"rclpy executor that spins this node: one of {list(EXECUTORS)}",
+                read_only=True,
+            ),
+        )
+    kind = str(node.get_parameter("executor").value)
+    if kind == "single":
+        return SingleThreadedExecutor()
+    if kind == "multi":
+        return MultiThreadedExecutor(num_threads=3)
+    if kind == "events":
+        try:
+            from rclpy.experimental import EventsExecutor
+        except ImportError as e:
+            raise ConfigError(
+                f"parameter 'executor' is 'events', but this rclpy has no EventsExecutor ({e})"
+            ) from None
+        return EventsExecutor()
+    raise ConfigError(f"parameter 'executor' must be one of {list(EXECUTORS)}, got {kind!r}")
+
+
 def spin_node(
-    make_node: Callable[[], Node],
+    make_node: Callable[[], NodeT],
     args: Sequence[str] | None = None,
     *,
-    on_exit: Callable[[Node], None] | None = None,
+    on_exit: Callable[[NodeT], None] | None = None,
     startup_errors: tuple[type[BaseException], ...] = (ConfigError, OSError),
     name: str | None = None,
 ) -> int:
-    """Initialise rclpy, spin ``make_node()`` in a single-threaded executor, shut down cleanly.
+    """Initialise rclpy, spin ``make_node()`` in the executor it asks for, shut down cleanly.
 
-    Single-threaded on purpose. With rclpy's ``MultiThreadedExecutor`` (Kilted), our recorder
-    received episode commands and sensor samples up to 3 s late in about a third of test
-    runs on an idle 2-core machine (the executor skips ready entities whose mutually
-    exclusive callback group is busy, a known family of rclpy/rclcpp executor bugs); with
-    the single-threaded executor, never in the same runs. Work that may block runs on
+    The executor is the node's read-only parameter ``executor`` (:data:`EXECUTORS`;
+    ``--ros-args -p executor:=events``), declared here for every node. ``single``, rclpy's
+    ``SingleThreadedExecutor``, is the default on purpose. With rclpy's
+    ``MultiThreadedExecutor`` (Kilted), our recorder received episode commands and sensor
+    samples up to 3 s late in about a third of test runs on an idle 2-core machine (the
+    executor skips ready entities whose mutually exclusive callback group is busy, a known
+    family of rclpy/rclcpp executor bugs); with the single-threaded executor, never in the
+    same runs. Work that may block runs on
     threads the node owns: the dataset writer (:class:`il_core.data.BackgroundWriter`),
     policy inference ahead of the queue (:class:`il_core.execution.PolicyExecutor`), and
     checkpoint loading on reload (an ``async`` service callback).
@@ -223,7 +282,7 @@ def spin_node(
     # conversion, which then fails with an unrelated RuntimeError. Works on Humble and later
     # (``rclpy.init`` is not used as a context manager, which Humble lacks).
     stop = threading.Event()
-    executor: SingleThreadedExecutor | None = None
+    executor: Executor | None = None
 
     def request_stop(signum: int, frame: Any) -> None:
         stop.set()
@@ -235,13 +294,16 @@ def spin_node(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, request_stop)
     stall = _StopStallReport(name or "il_ros")
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    rclpy.init(
+        args=list(args) if args is not None else None,
+        signal_handler_options=SignalHandlerOptions.NO,
+    )
     node = None
     code = 0
     try:
         node = make_node()
         stall.name = node.get_name()
-        executor = SingleThreadedExecutor()
+        executor = make_executor(node)
         executor.add_node(node)
         # spin_once with a timeout, not spin(): a node with no timer (an unconfigured
         # lifecycle node) would otherwise block in the wait and see the stop request late.

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from std_msgs.msg import Bool
 
 from il_core.alignment import StreamCache, StreamConfig
@@ -48,7 +48,6 @@ from il_ros.common import (
     COMMAND_QOS,
     LATCHED_QOS,
     declare,
-    destroy_entities,
     diagnostic_array,
     load_node_mapping,
     publish_and_flush,
@@ -59,10 +58,11 @@ from il_ros.common import (
 from il_ros.conversions import decode_command, encode_command, message_class
 from il_ros.episodes import EpisodeSession, mapping_extras
 from il_ros.inputs import ObservationInputs, declare_input_parameters
+from il_ros.lifecycle import ManagedLifecycleNode
 from il_ros.wiring import Endpoint, TopicWatch
 
 
-class DaggerNode(LifecycleNode):
+class DaggerNode(ManagedLifecycleNode):
     """Expert-gated command mux and DAgger recorder; see the module docstring."""
 
     def __init__(self, node_name: str = "dagger", **kwargs: Any) -> None:
@@ -153,18 +153,8 @@ class DaggerNode(LifecycleNode):
         declare_input_parameters(self, lifecycle=True)
         self._timer: Any = None
         self.session: EpisodeSession | None = None
-        self.inputs: ObservationInputs | None = None
-        self.watch: TopicWatch | None = None
-        self.cmd_pub: Any = None
-        self._configured: list[Any] = []  # what configure made, destroyed by cleanup
         self._engaged = False
-        if self.get_parameter("auto_activate").value:
-            self._auto = self.create_timer(0.0, self._auto_activate)
-
-    def _auto_activate(self) -> None:
-        self.destroy_timer(self._auto)
-        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-            self.trigger_activate()
+        self._schedule_auto_activate()
 
     def _param(self, name: str) -> Any:
         return self.get_parameter(name).value
@@ -247,41 +237,14 @@ class DaggerNode(LifecycleNode):
         self._timer = self.create_timer(1.0 / self.mapping.control_rate_hz, self._tick)
         return super().on_activate(state)
 
-    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Stop muxing and command the safe stop."""
-        self._stop()
-        return super().on_deactivate(state)
-
-    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Commit an open episode and release everything configure made."""
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Safe stop, commit an open episode, release what configure made."""
-        self.shutdown()
-        return TransitionCallbackReturn.SUCCESS
-
-    def shutdown(self) -> None:
-        """Safe stop, commit the open episode, release what configure made (also Ctrl-C).
-
-        The safe command is delivered before this returns.
-        """
-        self._release(flush=True)
-
-    def _release(self, flush: bool = False) -> None:
-        self._stop(flush)
+    def _release_owned(self) -> None:
+        """Commit an open episode and close the session (its services, topic, writer)."""
         if self.session is not None:
             self.session.close()
             self.session = None
-        if self.inputs is not None:
-            self.inputs.destroy()
-        if self.watch is not None:
-            self.watch.destroy()
-        destroy_entities(self, self._configured)
-        self.inputs = self.watch = self.cmd_pub = None
 
-    def _stop(self, flush: bool = False) -> None:
+    def _halt(self, reason: str, flush: bool = False) -> None:
+        """Stop muxing and command the safe stop."""
         if self._timer is not None:
             self.destroy_timer(self._timer)
             self._timer = None
@@ -303,7 +266,8 @@ class DaggerNode(LifecycleNode):
                 value, _ = decode_command(sink, msg)
             except (ValueError, TypeError, IndexError, AttributeError) as e:
                 cache.count_malformed()
-                self.inputs.malformed += 1
+                if self.inputs is not None:
+                    self.inputs.malformed += 1
                 self.get_logger().warning(
                     f"malformed {cache.config.name} command: {e}", throttle_duration_sec=2.0
                 )
@@ -317,7 +281,8 @@ class DaggerNode(LifecycleNode):
         self._deadman = bool(msg.data)
 
     def _on_episode_start(self) -> None:
-        self.inputs.aligner.reset_counters()
+        if self.inputs is not None:
+            self.inputs.aligner.reset_counters()
         self.gate.reset()
 
     # -- control loop --------------------------------------------------------------------
@@ -332,6 +297,9 @@ class DaggerNode(LifecycleNode):
         return safe_command(self.mapping.action, self.inputs.aligner if self.inputs else None)
 
     def _tick(self) -> None:
+        inputs = self.inputs
+        if inputs is None:
+            return  # not configured: the timer that calls this is gone
         now = stamp_now(self)
         policy = self._fresh(self.policy_cmd, now)
         expert = self._fresh(self.expert_cmd, now)
@@ -353,16 +321,16 @@ class DaggerNode(LifecycleNode):
             self.get_logger().info(
                 f"expert {'takes over' if self._engaged else 'hands back'}: {decision.reason}"
             )
-        tick = self.inputs.sample(now)
+        tick = inputs.sample(now)
         session = self.session
         if session is None or not tick.complete:
             return
         if self._param("record") == "interventions" and not decision.is_intervention:
             return
         labelled = has_expert_label(expert is not None, self._deadman)
-        label = expert if labelled else executed
+        label = expert if labelled and expert is not None else executed
         # Ages and receive delays: observation streams, then the command that was executed.
-        keys = self.inputs.names
+        keys = inputs.names
         ages = np.array([tick.ages[k] for k in keys] + [cmd_age], np.float32)
         delays = np.array([tick.receive_delays[k] for k in keys] + [0.0], np.float32)
         extras = {
@@ -372,16 +340,19 @@ class DaggerNode(LifecycleNode):
             EXTRA_HAS_LABEL: np.array([float(labelled)], np.float32),
             EXTRA_EXECUTED: executed,
         }
-        with session.lock:
-            if session.recording:
-                session.add_step_locked(tick.values, label, now, extras)
+        if session.recording:
+            session.add_step(tick.values, label, now, extras)
 
     def _summary(self) -> dict[str, Any]:
-        return {**self.inputs.aligner.summary(), "gate": self.gate.summary()}
+        alignment = self.inputs.aligner.summary() if self.inputs is not None else {}
+        return {**alignment, "gate": self.gate.summary()}
 
     def _diagnostics(self) -> None:
+        watch, inputs = self.watch, self.inputs
+        if watch is None or inputs is None:
+            return  # not configured: the timer that calls this is gone
         s = self.gate.summary()
-        level, message = self.watch.escalate(
+        level, message = watch.escalate(
             DiagnosticStatus.OK, "expert driving" if self._engaged else "policy driving"
         )
         self.diag_pub.publish(
@@ -393,8 +364,8 @@ class DaggerNode(LifecycleNode):
                 {
                     "gate": s,
                     "deadman": "none" if self._deadman is None else str(self._deadman),
-                    "wiring": self.watch.problems,
-                    "malformed_messages": self.inputs.malformed,
+                    "wiring": watch.problems,
+                    "malformed_messages": inputs.malformed,
                     "episodes_saved": self.session.episodes_saved if self.session else 0,
                 },
             )

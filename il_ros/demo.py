@@ -69,7 +69,8 @@ def _count_episodes(dataset: Path) -> int:
 def _check_alive(procs: list[subprocess.Popen], log_dir: Path) -> None:
     for p in procs:
         if p.poll() is not None:
-            raise RuntimeError(f"{p.args[3]} exited with code {p.returncode}; see {log_dir}")
+            module = p.args[3] if isinstance(p.args, list) else p.args  # [python, -m, module..]
+            raise RuntimeError(f"{module!s} exited with code {p.returncode}; see {log_dir}")
 
 
 def record(out: Path, episodes: int, timeout: float) -> Path:

@@ -12,12 +12,10 @@ does both). It reports every start, save and discard on ``~/status`` (JSON strin
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -68,8 +66,6 @@ class EpisodeSession:
         self.node = node
         self._summary, self._on_start = summary, on_start
         self._start_metadata = start_metadata or {}
-        # Episode state changes come from timer, topic and service threads.
-        self.lock = threading.Lock()
         self.started_at = 0.0
         self.episodes_saved = 0
         self.writer = BackgroundWriter(
@@ -79,14 +75,17 @@ class EpisodeSession:
             ),
         )
         self.status_pub: Any = node.create_publisher(String, "~/status", STATUS_QOS)
-        group = MutuallyExclusiveCallbackGroup()
+        # Episode commands, the node's ticks and its services are callbacks of the node's
+        # default (mutually exclusive) group: they never run at once, with any executor
+        # (il_ros.common.EXECUTORS), so the episode state needs no lock. Only the writer
+        # thread's reports below run elsewhere, and they touch no episode state.
         control = node.create_subscription(
-            String, EPISODE_CONTROL_TOPIC, self._on_control, CONTROL_QOS, callback_group=group
+            String, EPISODE_CONTROL_TOPIC, self._on_control, CONTROL_QOS
         )
         # Everything made on the node but ~/status, destroyed by close(): a lifecycle node
         # that is cleaned up and configured again must not end with two of each service.
         self._entities: list[Any] = [control] + [
-            node.create_service(Trigger, f"~/{name}", self._trigger(fn), callback_group=group)
+            node.create_service(Trigger, f"~/{name}", self._trigger(fn))
             for name, fn in self._commands(services=True).items()
         ]
 
@@ -133,25 +132,23 @@ class EpisodeSession:
 
     def start(self) -> tuple[bool, str]:
         """Open a new episode (an open one is kept, not restarted)."""
-        with self.lock:
-            if self.recording:
-                return False, "an episode is already being recorded"
-            self.writer.start_episode(dict(self._start_metadata))
-            if self._on_start is not None:
-                self._on_start()
-            self.started_at = stamp_now(self.node)
+        if self.recording:
+            return False, "an episode is already being recorded"
+        self.writer.start_episode(dict(self._start_metadata))
+        if self._on_start is not None:
+            self._on_start()
+        self.started_at = stamp_now(self.node)
         self.status({"event": "started"})
         return True, "started"
 
     def stop(self, success: bool | None = None) -> tuple[bool, str]:
         """End the open episode, optionally labelled; it is committed in the background."""
-        with self.lock:
-            if not self.recording:
-                return False, "no episode is being recorded"
-            return self.end_locked(success, "stopped")
+        if not self.recording:
+            return False, "no episode is being recorded"
+        return self.end(success, "stopped")
 
-    def end_locked(self, success: bool | None, why: str) -> tuple[bool, str]:
-        """Queue the commit of the open episode; the caller holds :attr:`lock`.
+    def end(self, success: bool | None, why: str) -> tuple[bool, str]:
+        """Queue the commit of the open episode (there must be one).
 
         The summary is taken now, at the end of the episode; ``saved`` (or ``discarded``,
         if no step was recorded) follows on ``~/status`` once the files are on disk.
@@ -162,19 +159,18 @@ class EpisodeSession:
 
     def discard(self) -> tuple[bool, str]:
         """Drop the open episode."""
-        with self.lock:
-            if not self.writer.discard_episode():
-                return False, "no episode is being recorded"
+        if not self.writer.discard_episode():
+            return False, "no episode is being recorded"
         return True, "discarding"
 
-    def add_step_locked(
+    def add_step(
         self,
         obs: dict[str, np.ndarray],
         action: np.ndarray,
         t: float,
         extras: dict[str, np.ndarray],
     ) -> bool:
-        """Queue one step (caller holds :attr:`lock`); False if it was dropped."""
+        """Queue one step of the open episode; False if it was dropped."""
         return self.writer.add_step(obs, action, t, extras)
 
     def close(self, timeout: float = 30.0) -> None:
@@ -187,9 +183,8 @@ class EpisodeSession:
         """
         if self.status_pub is None:
             return
-        with self.lock:
-            if self.recording:
-                self.end_locked(None, "node shutdown")
+        if self.recording:
+            self.end(None, "node shutdown")
         # The writer thread reports on ~/status until it has drained: close it first.
         self.writer.close(timeout)
         pub, self.status_pub = self.status_pub, None

@@ -30,24 +30,30 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.task import Future
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from il_core.config import ConfigError
-from il_core.execution import PolicyExecutor
+from il_core.control_loop import LoopStats, SafeStop, StopCause
+from il_core.execution import (
+    FROM_CHECKPOINT,
+    OFF,
+    ExecutablePolicy,
+    PolicyExecutor,
+    parse_override,
+)
 from il_core.mapping import RobotMapping, mapping_differences, mapping_of_spec
 from il_core.runtime import load_runtime_policy
 from il_ros.common import (
     COMMAND_QOS,
     STATUS_QOS,
     declare,
-    destroy_entities,
     diagnostic_array,
     load_node_mapping,
     publish_and_flush,
@@ -57,13 +63,11 @@ from il_ros.common import (
 )
 from il_ros.conversions import encode_command, message_class
 from il_ros.inputs import ObservationInputs, declare_input_parameters
+from il_ros.lifecycle import ManagedLifecycleNode
 from il_ros.wiring import Endpoint, TopicWatch
 
-if TYPE_CHECKING:  # a Policy or an il_core.runtime.ExportedPolicy; torch only for the former
-    from il_core.policies import Policy
 
-
-def check_policy_mapping(policy: Policy, mapping: RobotMapping, where: str) -> None:
+def check_policy_mapping(policy: ExecutablePolicy, mapping: RobotMapping, where: str) -> None:
     """Refuse a policy trained with another robot mapping.
 
     Raises:
@@ -83,7 +87,7 @@ def check_policy_mapping(policy: Policy, mapping: RobotMapping, where: str) -> N
         )
 
 
-class InferenceNode(LifecycleNode):
+class InferenceNode(ManagedLifecycleNode):
     """Runs a policy at control rate; see the module docstring."""
 
     def __init__(self, node_name: str = "inference", **kwargs: Any) -> None:
@@ -123,17 +127,17 @@ class InferenceNode(LifecycleNode):
         declare(
             self,
             "n_action_steps",
-            0,
-            "actions executed per chunk; 0 keeps the policy's",
-            valid_range=(0, 1000),
+            FROM_CHECKPOINT,
+            f"actions executed per chunk: an int, or '{FROM_CHECKPOINT}' for the checkpoint's",
+            dynamic_typing=True,
         )
         declare(
             self,
             "temporal_ensemble_coeff",
-            -1.0,
-            "ACT temporal ensembling weight decay: -1 keeps the checkpoint's setting, "
-            "another negative value disables, >= 0 overrides",
-            valid_range=(-10.0, 10.0),
+            FROM_CHECKPOINT,
+            f"ACT temporal ensembling weight decay: a number >= 0, '{OFF}', or "
+            f"'{FROM_CHECKPOINT}' for the checkpoint's setting",
+            dynamic_typing=True,
         )
         declare(
             self,
@@ -163,38 +167,20 @@ class InferenceNode(LifecycleNode):
             read_only=True,
         )
         self.mapping: RobotMapping | None = None
-        self.policy: Policy | None = None
+        self.policy: ExecutablePolicy | None = None
         self.policy_executor: PolicyExecutor | None = None
-        self.inputs: ObservationInputs | None = None
-        self.watch: TopicWatch | None = None
-        self.cmd_pub: Any = None
-        self._configured: list[Any] = []  # publishers, services, timers made by configure
         self._timer: Any = None
         self._trigger_key = ""
-        # Ticks come from the timer, or from trigger messages and the watchdog; never two at
-        # once (a tick that finds another running is skipped, not queued).
-        self._tick_lock = threading.Lock()
-        # Guards the policy swap of ~/reload against a tick using the executor.
-        self._policy_lock = threading.Lock()
+        # Ticks come from the timer, or from trigger messages and the watchdog, and ~/reload
+        # swaps the policy: all callbacks of the node's default (mutually exclusive) group,
+        # so never two at once with any executor (il_ros.common.EXECUTORS), and no lock.
         self._active = False
-        self._commanded = False  # a policy command was sent since activation
         self._last_tick = 0.0
-        self.safe_stops = 0
-        self.safe_reason = "inactive"
-        self._in_safe = True
+        self.safe = SafeStop()
         self.errors = 0
-        self._tick_costs: list[float] = []
-        self._obs_to_cmd: list[float] = []
-        self._oldest_obs: list[float] = []
+        self.loop_stats = LoopStats()
         self.status_pub = self.create_publisher(String, "~/status", STATUS_QOS)
-        if self.get_parameter("auto_activate").value:
-            # After construction, from the executor, so that spinning has begun.
-            self._auto = self.create_timer(0.0, self._auto_activate)
-
-    def _auto_activate(self) -> None:
-        self.destroy_timer(self._auto)
-        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-            self.trigger_activate()
+        self._schedule_auto_activate()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -202,22 +188,23 @@ class InferenceNode(LifecycleNode):
         """Load the mapping and the policy; create subscriptions, publishers, service."""
         p = self.get_parameter
         try:
-            self.mapping = load_node_mapping(p("mapping_file").value)[1]
+            self.mapping = mapping = load_node_mapping(p("mapping_file").value)[1]
             trigger = p("trigger").value
-            if trigger and trigger not in [o.key for o in self.mapping.observations]:
+            if trigger and trigger not in [o.key for o in mapping.observations]:
                 raise ConfigError(
                     f"parameter 'trigger' {trigger!r} is not an observation key of "
                     f"{p('mapping_file').value}: choose from "
-                    f"{[o.key for o in self.mapping.observations]}"
+                    f"{[o.key for o in mapping.observations]}"
                 )
-            self.policy = self._load(p("checkpoint").value)
-            coeff = float(p("temporal_ensemble_coeff").value)
+            self.policy = self._load(p("checkpoint").value, mapping)
+            n_action_steps = parse_override("n_action_steps", p("n_action_steps").value, int)
+            coeff = parse_override(
+                "temporal_ensemble_coeff", p("temporal_ensemble_coeff").value, float
+            )
             self.policy_executor = PolicyExecutor(
                 self.policy,
-                int(p("n_action_steps").value) or None,
-                temporal_ensemble_coeff=(
-                    coeff if coeff >= 0 else "policy" if coeff == -1.0 else None
-                ),
+                n_action_steps,
+                temporal_ensemble_coeff=coeff,
                 asynchronous=self._asynchronous(p("inference_mode").value, self.policy),
                 lead_steps=int(p("lead_steps").value),
             )
@@ -254,7 +241,7 @@ class InferenceNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     @staticmethod
-    def _asynchronous(mode: str, policy: Policy) -> bool:
+    def _asynchronous(mode: str, policy: ExecutablePolicy) -> bool:
         if mode not in ("auto", "sync", "async"):
             raise ConfigError(
                 f"parameter 'inference_mode' must be auto, sync or async, got {mode!r}"
@@ -270,8 +257,8 @@ class InferenceNode(LifecycleNode):
         )
         self.policy_executor.reset()
         self.inputs.aligner.reset_counters()
-        self._active = self._in_safe = True
-        self._commanded = False
+        self._active = True
+        self.safe.arm()
         self._timer = self.create_timer(
             1.0 / self.mapping.control_rate_hz,
             self._watchdog if self._trigger_key else self._tick,
@@ -279,43 +266,22 @@ class InferenceNode(LifecycleNode):
         self._status({"event": "activated"})
         return super().on_activate(state)
 
-    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Stop the timer and command the safe stop."""
-        self._stop_timer()
-        self._safe_stop("deactivated", fault=False)
-        return super().on_deactivate(state)
-
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Release everything configure made: policy, worker thread, topics, service, timers."""
-        self._release()
+        result = super().on_cleanup(state)
         self._status({"event": "cleaned_up"})
-        return TransitionCallbackReturn.SUCCESS
+        return result
 
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Command the safe stop on the way out, then release what configure made."""
-        self.shutdown()
-        return TransitionCallbackReturn.SUCCESS
-
-    def shutdown(self) -> None:
-        """Safe stop, then release the worker and what configure made (also Ctrl-C).
-
-        The safe command is delivered before this returns.
-        """
+    def _halt(self, reason: str, flush: bool = False) -> None:
+        """Stop the control timer and command the safe stop (requested, not a fault)."""
         self._stop_timer()
-        if self.cmd_pub is not None:
-            self._safe_stop("shutdown", fault=False, flush=True)
-        self._release()
+        self._safe_stop(StopCause.REQUESTED, reason, flush=flush)
 
-    def _release(self) -> None:
-        self._stop_timer()
+    def _release_owned(self) -> None:
+        """Stop the inference worker thread; forget the policy."""
         if self.policy_executor is not None:
             self.policy_executor.close()
-        if self.inputs is not None:
-            self.inputs.destroy()
-        if self.watch is not None:
-            self.watch.destroy()
-        destroy_entities(self, self._configured)
-        self.policy = self.policy_executor = self.inputs = self.watch = self.cmd_pub = None
+        self.policy = self.policy_executor = None
 
     def _on_message(self, key: str) -> None:
         """Event-driven mode: the trigger stream's message runs a control tick."""
@@ -324,7 +290,8 @@ class InferenceNode(LifecycleNode):
 
     def _watchdog(self) -> None:
         """Event-driven mode: tick (and so stop safely) if the trigger stream went silent."""
-        if time.perf_counter() - self._last_tick > 1.5 / self.mapping.control_rate_hz:
+        rate = self.mapping.control_rate_hz if self.mapping else 0.0
+        if rate and time.perf_counter() - self._last_tick > 1.5 / rate:
             self._tick()
 
     def _stop_timer(self) -> None:
@@ -335,7 +302,7 @@ class InferenceNode(LifecycleNode):
 
     # -- policy --------------------------------------------------------------------------
 
-    def _load(self, path: str) -> Policy:
+    def _load(self, path: str, mapping: RobotMapping) -> ExecutablePolicy:
         if not path:
             raise ConfigError(
                 "parameter 'checkpoint' is empty: give a policy file (policy.pt from il-core "
@@ -346,19 +313,23 @@ class InferenceNode(LifecycleNode):
             device=self.get_parameter("device").value,
             num_threads=int(self.get_parameter("num_threads").value),
         )
-        check_policy_mapping(policy, self.mapping, path)
+        check_policy_mapping(policy, mapping, path)
         return policy
 
     async def _on_reload(self, request: Trigger.Request, response: Trigger.Response) -> Any:
         # Loading takes from milliseconds to seconds (torch, a large checkpoint): it runs on
         # its own thread while this coroutine waits, so the control ticks go on meanwhile
-        # (the node spins in a single-threaded executor, see il_ros.common.spin_node).
+        # (the coroutine resumes on the executor's thread, between two ticks).
         path = self.get_parameter("checkpoint").value
+        mapping = self.mapping
         loaded: Future = Future()
+        if mapping is None:  # the service exists only while configured; be sure anyway
+            response.success, response.message = False, "not configured"
+            return response
 
         def load() -> None:
             try:
-                loaded.set_result(self._load(path))
+                loaded.set_result(self._load(path, mapping))
             except Exception as e:  # reported to the caller below, never kills the node
                 loaded.set_exception(e)
 
@@ -369,10 +340,10 @@ class InferenceNode(LifecycleNode):
             response.success, response.message = False, str(e)
             self.get_logger().error(f"reload refused, keeping the current policy: {e}")
             return response
-        with self._policy_lock:
-            self.policy = policy
-            if self.policy_executor is not None:
-                self.policy_executor.set_policy(policy)
+        assert policy is not None  # load() gives the future a policy or an exception
+        self.policy = policy  # back on the executor's thread: no tick runs meanwhile
+        if self.policy_executor is not None:
+            self.policy_executor.set_policy(policy)
         self._status({"event": "reloaded", "checkpoint": path})
         self.get_logger().info(f"reloaded policy from {path}")
         response.success, response.message = True, f"reloaded {path}"
@@ -381,85 +352,74 @@ class InferenceNode(LifecycleNode):
     # -- control loop --------------------------------------------------------------------
 
     def _tick(self) -> None:
-        if not self._tick_lock.acquire(blocking=False):
-            return
-        try:
-            self._tick_locked()
-        finally:
-            self._tick_lock.release()
-
-    def _tick_locked(self) -> None:
+        inputs, executor, policy = self.inputs, self.policy_executor, self.policy
+        mapping, cmd_pub = self.mapping, self.cmd_pub
+        if inputs is None or executor is None or policy is None or mapping is None:
+            return  # not configured: no timer or trigger should be left to call this
         t0 = self._last_tick = time.perf_counter()
         now = stamp_now(self)
-        tick = self.inputs.sample(now)
+        tick = inputs.sample(now)
         if not tick.complete:
-            self._safe_stop("observation " + tick.describe())
+            self._safe_stop(StopCause.OBSERVATION, "observation " + tick.describe())
             return
         try:
-            with self._policy_lock:
-                action = self.policy_executor.step(tick.values)
+            action = executor.step(tick.values)
         except Exception as e:  # a robot node must not die on a model error: stop safely
             self.errors += 1
-            self._safe_stop(f"policy error: {type(e).__name__}: {e}")
+            self._safe_stop(StopCause.POLICY_ERROR, f"policy error: {type(e).__name__}: {e}")
             return
         if action is None:
             # Keep the history: the next chunk is being computed from it. Before the first
             # command this is start-up; later the model is too slow for the control rate.
-            if self._commanded:
-                self._safe_stop("no action ready: inference behind the control rate", reset=False)
+            if self.safe.commanded:
+                cause, reason = (
+                    StopCause.STARVED,
+                    "no action ready: inference is behind the control rate",
+                )
             else:
-                self._safe_stop("waiting for the first action chunk", fault=False, reset=False)
+                cause, reason = StopCause.STARTING, "waiting for the first action chunk"
+            self._safe_stop(cause, reason, reset=False)
             return
-        action = self.policy.spec.action.clip(np.asarray(action, np.float32))
-        self.cmd_pub.publish(
-            encode_command(self.mapping.action, action, now, 1.0 / self.mapping.control_rate_hz)
-        )
-        if self._in_safe:
-            self._in_safe = False
-            self._commanded = True
+        # Within the spec's bounds already: the policy clips its chunks (the executor's
+        # contract), so the command is not clipped a second time here.
+        cmd_pub.publish(encode_command(mapping.action, action, now, 1.0 / mapping.control_rate_hz))
+        if self.safe.resume():
             self._status({"event": "commanding"})
-        cost = time.perf_counter() - t0
-        self._tick_costs.append(cost)
         # Latency from the newest observation to its command, and the age of the oldest
         # observation acted on (both include this tick's compute).
-        self._obs_to_cmd.append(min(tick.ages.values()) + cost)
-        self._oldest_obs.append(max(tick.ages.values()) + cost)
-        if len(self._tick_costs) > 2000:
-            del self._tick_costs[:1000], self._obs_to_cmd[:1000], self._oldest_obs[:1000]
+        ages = tick.ages.values()
+        self.loop_stats.record(time.perf_counter() - t0, min(ages), max(ages))
 
     def _safe_stop(
-        self, reason: str, *, fault: bool = True, reset: bool = True, flush: bool = False
+        self, cause: StopCause, reason: str, *, reset: bool = True, flush: bool = False
     ) -> None:
-        """Publish the safe command; count and report a new safe stop once per episode.
+        """Publish the safe command; report a stop when it engages or its cause changes.
 
         Args:
-            reason: Why, for the log, ``~/status`` and ``/diagnostics``.
-            fault: Something went wrong (a stale stream, a model error): a warning once the
-                policy has commanded. False for requested stops (deactivate, shutdown).
+            cause: Why; a fault (:attr:`StopCause.fault`) is a warning once the policy has
+                commanded since activation, anything else an info line.
+            reason: The cause in words, for the log, ``~/status`` and ``/diagnostics``.
             reset: Forget the observation history and the plan (a gap breaks the history).
             flush: Wait until reliable subscribers acknowledged it (the last command sent).
         """
         if reset and self.policy_executor is not None:
             self.policy_executor.reset()
-        msg = encode_command(
-            self.mapping.action,
-            safe_command(self.mapping.action, self.inputs.aligner if self.inputs else None),
-            stamp_now(self),
-        )
+        sink, cmd_pub = (self.mapping.action if self.mapping else None), self.cmd_pub
+        if sink is None or cmd_pub is None:
+            return  # not configured: there is no command topic to stop on
+        aligner = self.inputs.aligner if self.inputs else None
+        msg = encode_command(sink, safe_command(sink, aligner), stamp_now(self))
         if flush:
-            publish_and_flush(self.cmd_pub, msg)
+            publish_and_flush(cmd_pub, msg)
         else:
-            self.cmd_pub.publish(msg)
-        if not self._in_safe or reason != self.safe_reason:
-            if not self._in_safe:
-                self.safe_stops += 1
-            self._in_safe = True
-            self.safe_reason = reason
-            if fault and self._commanded:
+            cmd_pub.publish(msg)
+        report = self.safe.stop(cause, reason)
+        if report is not None:
+            if report.warn:
                 self.get_logger().warning(f"safe stop: {reason}", throttle_duration_sec=1.0)
             else:  # requested, or waiting for streams since activation: no fault
                 self.get_logger().info(f"safe command: {reason}")
-            self._status({"event": "safe_stop", "reason": reason})
+            self._status({"event": "safe_stop", "reason": reason, "cause": cause.value})
 
     # -- reporting -----------------------------------------------------------------------
 
@@ -473,7 +433,6 @@ class InferenceNode(LifecycleNode):
         rate = aligner.rate.stats().as_dict() if aligner else {}
         ex = self.policy_executor.stats if self.policy_executor else None
         lat = np.asarray(ex.latencies_s) if ex else np.zeros(0)
-        o2c = np.asarray(self._obs_to_cmd)
 
         def pct(a: np.ndarray, q: float) -> float | None:
             return round(float(np.percentile(a, q)) * 1e3, 3) if a.size else None
@@ -482,13 +441,11 @@ class InferenceNode(LifecycleNode):
             "rate": rate,
             "inference_ms_p50": pct(lat, 50),
             "inference_ms_p99": pct(lat, 99),
-            "obs_to_command_ms_p50": pct(o2c, 50),
-            "obs_to_command_ms_p99": pct(o2c, 99),
-            "oldest_obs_ms_p99": pct(np.asarray(self._oldest_obs), 99),
-            "tick_cost_ms_p99": pct(np.asarray(self._tick_costs), 99),
-            "safe_stops": self.safe_stops,
-            "safe_reason": self.safe_reason,
-            "in_safe_stop": self._in_safe,
+            **self.loop_stats.summary(),
+            "safe_stops": self.safe.count,
+            "safe_reason": self.safe.reason,
+            "safe_cause": self.safe.cause.value,
+            "in_safe_stop": self.safe.engaged,
             "policy_errors": self.errors,
             "malformed_messages": self.inputs.malformed if self.inputs else 0,
             "starved_ticks": ex.starved_ticks if ex else 0,
@@ -499,8 +456,8 @@ class InferenceNode(LifecycleNode):
 
     def _publish_diagnostics(self) -> None:
         d = self.diagnostics()
-        level = DiagnosticStatus.WARN if self._in_safe else DiagnosticStatus.OK
-        msg = f"safe stop: {self.safe_reason}" if self._in_safe else "commanding"
+        level = DiagnosticStatus.WARN if self.safe.engaged else DiagnosticStatus.OK
+        msg = f"safe stop: {self.safe.reason}" if self.safe.engaged else "commanding"
         if self.watch is not None:
             level, msg = self.watch.escalate(level, msg)
         self.diag_pub.publish(diagnostic_array(self, "il_ros inference", level, msg, d))

@@ -83,7 +83,7 @@ def il_node(
 ) -> Node:
     """One il_ros node: its parameter file, then ``overrides``; output to the screen."""
     cls = LifecycleNode if lifecycle else Node
-    extra = {"namespace": ""} if lifecycle else {}
+    extra: dict[str, Any] = {"namespace": ""} if lifecycle else {}
     return cls(
         package=PACKAGE,
         executable=executable,

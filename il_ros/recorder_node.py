@@ -105,7 +105,7 @@ class RecorderNode(Node):
             "demonstration); empty or never published: every step is a label",
             read_only=True,
         )
-        trigger = declare(
+        self.trigger = trigger = declare(
             self,
             "trigger",
             "",
@@ -155,7 +155,7 @@ class RecorderNode(Node):
                     "command",
                 )
             ],
-            on_message=(lambda key: key == trigger and self._tick()) if trigger else None,
+            on_message=self._on_trigger_message if trigger else None,
         )
         self.aligner = self.inputs.aligner
         self.stream_names = list(self.inputs.names)
@@ -183,20 +183,23 @@ class RecorderNode(Node):
         if auto_start:
             self.session.start()
 
+    def _on_trigger_message(self, key: str) -> None:
+        if key == self.trigger:
+            self._tick()
+
     def _tick(self) -> None:
         now = stamp_now(self)
         tick = self.aligner.sample(now)
         session = self.session
-        with session.lock:
-            if not session.recording:
-                return
-            step = demonstration_step(tick, self.stream_names, self.deadman)
-            if step is None:
-                self.get_logger().debug(f"gap: {tick.describe()}")
-                return
-            session.add_step_locked(step.obs, step.action, now, step.extras)
-            if self.max_episode_s and now - session.started_at >= self.max_episode_s:
-                session.end_locked(None, "max_episode_s reached")
+        if not session.recording:
+            return
+        step = demonstration_step(tick, self.stream_names, self.deadman)
+        if step is None:
+            self.get_logger().debug(f"gap: {tick.describe()}")
+            return
+        session.add_step(step.obs, step.action, now, step.extras)
+        if self.max_episode_s and now - session.started_at >= self.max_episode_s:
+            session.end(None, "max_episode_s reached")
 
     def _on_deadman(self, msg: Bool) -> None:
         self.deadman = bool(msg.data)

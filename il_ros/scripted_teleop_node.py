@@ -66,10 +66,7 @@ from sim.experts import ExpertError, load_expert
 
 def clamp_to_sink(action: np.ndarray, sink: CommandSink) -> np.ndarray:
     """Clamp a ``(D,)`` action to the command's bounds (``null`` bounds are unbounded)."""
-    spec = sink.to_action_spec()
-    low = -np.inf if spec.low is None else np.asarray(spec.low, np.float32)
-    high = np.inf if spec.high is None else np.asarray(spec.high, np.float32)
-    return np.clip(np.asarray(action, np.float32), low, high).astype(np.float32)
+    return sink.to_action_spec().clip(np.asarray(action, np.float32))
 
 
 class ScriptedTeleopNode(Node):

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
+from rclpy.publisher import Publisher
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
@@ -93,7 +94,7 @@ class SimRobotNode(Node):
         self.zero_action = np.zeros(self.sink.dim, np.float32)
         self.period = 1.0 / self.mapping.control_rate_hz
 
-        self.obs_pubs = {
+        self.obs_pubs: dict[str, Publisher] = {
             src.key: self.create_publisher(
                 message_class(src.type), src.topic, publisher_sensor_qos()
             )
@@ -256,10 +257,8 @@ class SimRobotNode(Node):
         self.command = (action, now)
 
     def _current_action(self, now: float) -> np.ndarray:
-        fresh = (
-            self.command is not None and now - self.command[1] <= self.params["command_timeout_s"]
-        )
-        if not fresh:
+        command = self.command
+        if command is None or now - command[1] > self.params["command_timeout_s"]:
             self.stale_ticks += 1
             if not self._stale:
                 self.get_logger().info(
@@ -268,7 +267,7 @@ class SimRobotNode(Node):
             self._stale = True
             return self._idle_action()
         self._stale = False
-        return self.command[0]
+        return command[0]
 
     def _idle_action(self) -> np.ndarray:
         """What the robot does without a valid command: its own safety stop.

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 from rclpy.node import Node
+from rclpy.publisher import Publisher
 from std_msgs.msg import Bool, String
 
 from il_core.config import ConfigError
@@ -219,8 +220,10 @@ class JoyButtons:
     starts does not fire. A malformed message leaves the state unchanged.
     """
 
-    def __init__(self, deadman_button: int = -1, command_buttons: Mapping[str, int] = ()) -> None:
-        commands = dict(command_buttons)
+    def __init__(
+        self, deadman_button: int = -1, command_buttons: Mapping[str, int] | None = None
+    ) -> None:
+        commands = dict(command_buttons or {})
         unknown = sorted(set(commands) - set(EPISODE_COMMANDS))
         if unknown:
             raise ConfigError(f"unknown episode commands {unknown}; use {list(EPISODE_COMMANDS)}")
@@ -296,7 +299,7 @@ class TeleopNode(Node):
         )
 
         self.command_topic = p["command_topic"] or self.sink.topic
-        self.cmd_pub = self.create_publisher(
+        self.cmd_pub: Publisher = self.create_publisher(
             message_class(self.sink.type), self.command_topic, COMMAND_QOS
         )
         self.deadman_pub = self.create_publisher(Bool, p["deadman_topic"], LATCHED_QOS)
@@ -548,9 +551,10 @@ class TeleopNode(Node):
         now = time.monotonic()
         enabled = self._enabled(now)
         self._publish_deadman(enabled)
-        fresh = self.action is not None and now - self.action[1] <= self.params["input_timeout_s"]
-        if enabled and fresh:
-            action = self.action_spec.clip(self.action[0])
+        latest = self.action
+        fresh = latest is not None and now - latest[1] <= self.params["input_timeout_s"]
+        if enabled and latest is not None and fresh:
+            action = self.action_spec.clip(latest[0])
         elif self.sink.safe_stop == "zero":
             action = self.zero
         else:

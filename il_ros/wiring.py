@@ -181,10 +181,11 @@ class TopicWatch:
     def _peers(self, topic: str) -> list[Peer]:
         me = (self.node.get_name(), self.node.get_namespace())
         peers = []
-        for kind, infos in (
+        sides: tuple[tuple[Literal["publisher", "subscription"], list[Any]], ...] = (
             ("publisher", self.node.get_publishers_info_by_topic(topic)),
             ("subscription", self.node.get_subscriptions_info_by_topic(topic)),
-        ):
+        )
+        for kind, infos in sides:
             for info in infos:
                 if (info.node_name, info.node_namespace) == me:
                     continue

@@ -322,6 +322,7 @@ class ArmReachEnv(gym.Env):
                 "goal": spaces.Box(-pos_bound, pos_bound, (3,), np.float32),
             }
         )
+        self.action_space: spaces.Box
         if control == "position":
             self.action_space = spaces.Box(low, high, (6,), np.float32)
         else:

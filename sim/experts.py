@@ -153,8 +153,10 @@ class LanePurePursuitExpert:
             lookahead: Look-ahead distance along the centreline (m).
             speed: Commanded speed (m/s); default: the env's ``expert_speed``.
         """
+        from sim.lane import LaneFollowEnv
+
         base = env.unwrapped
-        if not callable(getattr(base, "pure_pursuit_action", None)):
+        if not isinstance(base, LaneFollowEnv):
             raise ExpertError(
                 f"expert 'lane_pure_pursuit' needs sim.lane.LaneFollowEnv, got {type(base)}"
             )
@@ -198,7 +200,9 @@ class CarRacingPursuitExpert:
                 "expert 'carracing_pursuit' needs CarRacing-v3 with continuous=True, got "
                 f"{type(base).__name__} with action space {space}"
             )
-        self._env = base
+        # Duck-typed CarRacing: its class is only importable with Box2D, and its ``track`` and
+        # ``car`` (Optional until reset) are read at every call, after the env was reset.
+        self._env: Any = base
         self.lookahead, self.gain, self.speed, self.slow = lookahead, gain, speed, slow
 
     def reset(self, seed: int | None = None) -> None:

@@ -331,7 +331,7 @@ class LaneFollowEnv(gym.Env):
         self.observation_space = gym.spaces.Dict(
             {c.name: gym.spaces.Box(0, 255, (s, s, 3), np.uint8) for c in self.cameras}
         )
-        self.action_space = gym.spaces.Box(
+        self.action_space: gym.spaces.Box = gym.spaces.Box(
             np.array([-self.max_steer, 0.0], dtype=np.float32),
             np.array([self.max_steer, self.max_speed], dtype=np.float32),
             dtype=np.float32,
@@ -358,8 +358,8 @@ class LaneFollowEnv(gym.Env):
         w, h = (int(math.ceil(v * ppm)) for v in hi - lo)
         rng = self.np_random
         # Smooth texture: low-resolution noise upsampled (cheap, and JPEG-friendly).
-        tex = rng.normal(0.0, 1.0, (max(2, h // 24), max(2, w // 24), 1)).astype(np.float32)
-        tex = cv2.resize(tex, (w, h), interpolation=cv2.INTER_CUBIC)[..., None]
+        noise = rng.normal(0.0, 1.0, (max(2, h // 24), max(2, w // 24), 1)).astype(np.float32)
+        tex = cv2.resize(noise, (w, h), interpolation=cv2.INTER_CUBIC)[..., None]
         grass = np.asarray(_GRASS, np.float32) * (1.0 + 0.12 * tex)
         road = np.asarray(_ROAD, np.float32) * (1.0 + 0.04 * tex)
         # Map pixel (u, v) <-> world (x, y): u = (x - x0) ppm, v = (y1 - y) ppm.

@@ -42,6 +42,7 @@ from __future__ import annotations
 import functools
 import os
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -256,7 +257,7 @@ class OffscreenCamera:
     def render(self, data: Any) -> np.ndarray:
         """The camera image of ``data`` (after ``mj_forward``), ``(H, W, 3)`` uint8, a copy."""
         m = self._mujoco
-        if self._ctx is None:
+        if self._ctx is None or self._gl is None:
             raise RuntimeError("render after close")
         m.mjv_updateScene(
             self._model, data, self._option, None, self._cam, m.mjtCatBit.mjCAT_ALL, self._scene
@@ -272,6 +273,7 @@ class OffscreenCamera:
     def close(self) -> None:
         """Free the render context with its own GL context current, then the GL context."""
         if self._ctx is not None:
+            assert self._gl is not None  # The render context is only made in a GL context.
             self._gl.make_current()
             self._ctx.free()
             self._ctx = None
@@ -458,8 +460,13 @@ class MetaWorldExpert:
         if not isinstance(base, MetaWorldEnv):
             raise ExpertError(f"expert 'metaworld' needs an il_ros/MetaWorld* env, got {base}")
         from metaworld.policies import ENV_POLICY_MAP
+        from metaworld.policies.policy import Policy
 
-        self._env, self.policy = base, ENV_POLICY_MAP[base.task]()
+        # The map's values are concrete policy classes, but mypy infers the join of them as
+        # the abstract base class itself, which it refuses to instantiate; called as a plain
+        # factory it is fine.
+        make_policy: Callable[[], Policy] = ENV_POLICY_MAP[base.task]
+        self._env, self.policy = base, make_policy()
 
     def reset(self, seed: int | None = None) -> None:
         """MetaWorld's policies are stateless and deterministic: nothing to reset."""

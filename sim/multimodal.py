@@ -37,7 +37,7 @@ collides.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -223,14 +223,14 @@ class MultimodalReachExpert:
     """
 
     def __init__(self, env: gym.Env | None = None) -> None:
-        self._env = env.unwrapped if env is not None else None
-        if self._env is not None and not isinstance(self._env, MultimodalReachEnv):
+        base = env.unwrapped if env is not None else None
+        if base is not None and not isinstance(base, MultimodalReachEnv):
             from sim.experts import ExpertError
 
             raise ExpertError(
-                f"expert 'multimodal_reach' needs a MultimodalReachEnv, got "
-                f"{type(self._env).__name__}"
+                f"expert 'multimodal_reach' needs a MultimodalReachEnv, got {type(base).__name__}"
             )
+        self._env: MultimodalReachEnv | None = base
         self.side = 1
         self.reset()
 
@@ -288,7 +288,7 @@ def mode_summary(successes: list[bool], sides: list[int]) -> dict[str, Any]:
 class _LastInfo(gym.Wrapper):
     """Keeps the ``info`` of the latest ``step`` (the rollout loop does not return it)."""
 
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         out = self.env.step(action)
         self.last_info = out[4]
         return out
@@ -320,16 +320,27 @@ def evaluate_modes(
     from il_core.envs import GymAdapter, make_env
     from il_core.execution import PolicyExecutor
     from il_core.rollout import run_episode
+    from il_core.spec import SpecError
 
     env = _LastInfo(make_env(env_id))
     adapter = GymAdapter(env)
     executor = PolicyExecutor(policy, **executor_kwargs)
+
+    def act(obs: dict[str, np.ndarray]) -> np.ndarray:
+        action = executor.step(obs)
+        if action is None:  # Only an asynchronous executor starves (no action planned yet).
+            raise SpecError(
+                "evaluate_modes: the executor planned no action for this tick (asynchronous "
+                "executors can starve; evaluate with a synchronous one)"
+            )
+        return action
+
     successes: list[bool] = []
     sides: list[int] = []
     try:
         for i in range(episodes):
             executor.reset()
-            res = run_episode(env, adapter, executor.step, seed + i)
+            res = run_episode(env, adapter, act, seed + i)
             successes.append(bool(res.success))
             sides.append(int(env.last_info["side"]))
     finally:

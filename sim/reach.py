@@ -57,7 +57,7 @@ class PointReachEnv(gym.Env):
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": control_rate_hz}
         box = spaces.Box(-1.0, 1.0, (2,), np.float32)
-        obs = {"position": box, "goal": box}
+        obs: dict[str, spaces.Space] = {"position": box, "goal": box}
         if camera:
             obs["camera"] = spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
         self.observation_space = spaces.Dict(obs)

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from il_core.execution import PolicyExecutor
+from il_core.execution import FROM_CHECKPOINT, PolicyExecutor, parse_override
 
 
 class FakePolicy:
@@ -127,3 +127,42 @@ def test_async_one_step_policy_executes_the_late_prediction():
         assert [a[0] for a in got[1:]] == [0, 1, 2, 3, 4]  # one tick of latency
     finally:
         ex.close()
+
+
+def test_checkpoint_is_the_one_spelling_of_the_policys_own_setting():
+    p = FakePolicy(horizon=4, n_action_steps=3)
+    p.config = SimpleNamespace(temporal_ensemble_coeff=0.25)
+    ex = PolicyExecutor(p, FROM_CHECKPOINT, temporal_ensemble_coeff=FROM_CHECKPOINT)
+    assert (ex.temporal_ensemble_coeff, ex.n_action_steps) == (0.25, 1)  # ensembling: 1/chunk
+    ex = PolicyExecutor(p, temporal_ensemble_coeff=None)
+    assert (ex.temporal_ensemble_coeff, ex.n_action_steps) == (None, 3)
+    assert PolicyExecutor(p, 2, temporal_ensemble_coeff=None).n_action_steps == 2
+    with pytest.raises(ValueError, match="n_action_steps must be a number or 'checkpoint'"):
+        PolicyExecutor(p, "policy")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "expected"),
+    [
+        ("checkpoint", int, "checkpoint"),
+        (" Checkpoint ", float, "checkpoint"),
+        ("off", float, None),
+        (False, float, None),  # an unquoted `off` in a YAML parameter file
+        (4, int, 4),
+        ("4", int, 4),
+        (4.0, int, 4),
+        (0.01, float, 0.01),
+        ("0.5", float, 0.5),
+        (0, float, 0.0),
+    ],
+)
+def test_parse_override_reads_words_and_numbers(value, kind, expected):
+    assert parse_override("x", value, kind) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"), [("off", int), ("policy", float), (2.5, int), (True, float), (None, int)]
+)
+def test_parse_override_names_the_setting(value, kind):
+    with pytest.raises(ValueError, match="^n_action_steps must be 'checkpoint'"):
+        parse_override("n_action_steps", value, kind)

@@ -268,3 +268,40 @@ def test_dagger_node_cleans_up_after_itself(context, tmp_path) -> None:
     finally:
         policy.destroy_node()
         h.close()
+
+
+def test_executor_settings_take_words_or_numbers(context, checkpoints) -> None:
+    # n_action_steps / temporal_ensemble_coeff: "checkpoint" (the default), a number as
+    # `ros2 param set` or a YAML file gives it, or "off"; anything else fails configure.
+    node = InferenceNode(
+        context=context,
+        parameter_overrides=[
+            Parameter("checkpoint", value=checkpoints["a"]),
+            Parameter("mapping_file", value=str(MAPPING)),
+        ],
+    )
+    try:
+        assert node.get_parameter("n_action_steps").value == "checkpoint"
+        assert node.trigger_configure() == SUCCESS
+        assert node.policy_executor is not None and node.policy_executor.n_action_steps == 1
+        assert node.trigger_cleanup() == SUCCESS
+        node.set_parameters(
+            [
+                Parameter("n_action_steps", value=1),
+                Parameter("temporal_ensemble_coeff", value=0.5),
+            ]
+        )
+        assert node.trigger_configure() == SUCCESS
+        assert node.policy_executor is not None
+        assert node.policy_executor.temporal_ensemble_coeff == 0.5
+        assert node.trigger_cleanup() == SUCCESS
+        node.set_parameters([Parameter("temporal_ensemble_coeff", value="off")])
+        assert node.trigger_configure() == SUCCESS
+        assert node.policy_executor is not None
+        assert node.policy_executor.temporal_ensemble_coeff is None
+        assert node.trigger_cleanup() == SUCCESS
+        node.set_parameters([Parameter("n_action_steps", value="all")])
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert node.policy_executor is None
+    finally:
+        node.destroy_node()

@@ -155,6 +155,7 @@ class Actor(Protocol):
 def _random_action(action: ActionSpec, rng: np.random.Generator) -> np.ndarray:
     """A uniform random il_core action (class index ``()`` or ``(A,)`` in the bounds)."""
     if action.kind == "discrete":
+        assert action.num_classes is not None  # ActionSpec requires it for discrete actions
         return np.asarray(rng.integers(int(action.num_classes)), dtype=np.int64)
     low = np.asarray(action.low if action.low is not None else [-np.inf] * action.dim)
     high = np.asarray(action.high if action.high is not None else [np.inf] * action.dim)
@@ -222,6 +223,8 @@ class EpsilonPolicyActor:
     def __call__(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         """The policy's action for ``obs``, or with probability epsilon a random one."""
         action = self.executor.step({k: obs[k] for k in self.keys})
+        # A synchronous executor (the default) plans the current tick, so it never starves.
+        assert action is not None
         if self.rng.random() < self.epsilon:
             return _random_action(self.action, self.rng)
         return action

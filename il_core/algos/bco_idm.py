@@ -151,11 +151,23 @@ class InverseDynamicsModel(nn.Module):
         hidden_dims: MLP hidden sizes.
     """
 
+    # Normalisation statistics, registered as buffers in __init__.
+    obs_mean: Tensor
+    obs_std: Tensor
+    delta_mean: Tensor
+    delta_std: Tensor
+    act_mean: Tensor
+    act_std: Tensor
+
     def __init__(self, state_dim: int, action: ActionSpec, hidden_dims: tuple[int, ...]):
         super().__init__()
         self.action = action
         self.discrete = action.kind == "discrete"
-        out = int(action.num_classes) if self.discrete else action.dim
+        if self.discrete:
+            assert action.num_classes is not None  # ActionSpec requires it for discrete actions
+            out = int(action.num_classes)
+        else:
+            out = action.dim
         self.net = mlp(2 * state_dim, hidden_dims, out, 0.0)
         # Buffers, so the statistics travel with the weights in state_dict.
         for name, dim in (("obs", state_dim), ("delta", state_dim), ("act", action.dim)):
@@ -231,7 +243,7 @@ def fit_inverse_dynamics(
     action: ActionSpec,
     config: IDMConfig,
     seed: int,
-) -> tuple[InverseDynamicsModel, dict[str, float]]:
+) -> tuple[InverseDynamicsModel, dict[str, float | None]]:
     """Train a fresh inverse dynamics model on ``data``.
 
     Args:

@@ -410,7 +410,7 @@ class DAggerCollector:
         takeovers = self.gate.takeovers if self.gate is not None else 0
         saved = counts["labels"] > 0
         if saved:
-            summary = {"return": result.ret, "length": result.length}
+            summary: dict[str, Any] = {"return": result.ret, "length": result.length}
             summary |= {"expert_steps": counts["expert"], "labels": counts["labels"]}
             if self.gate is not None:
                 summary["gate"] = self.gate.summary()

@@ -50,6 +50,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.distributions import Categorical
 
 from il_core.algos.ppo import ActorCritic, PPOConfig, PPOEnvPool, Rollout, ppo_run
 from il_core.config import ConfigError, from_dict, to_dict
@@ -204,7 +205,11 @@ class GAILDiscriminator(nn.Module):
             )
         self.keys = spec.vector_keys
         self.discrete = spec.action.kind == "discrete"
-        self.num_classes = int(spec.action.num_classes) if self.discrete else 0
+        if self.discrete:
+            assert spec.action.num_classes is not None  # ActionSpec requires it for discrete
+            self.num_classes = int(spec.action.num_classes)
+        else:
+            self.num_classes = 0
         self.normalizer = Normalizer(spec, stats)
         obs_dim = sum(spec.observations[k].shape[0] for k in self.keys)
         act_dim = self.num_classes if self.discrete else int(spec.action.dim)
@@ -291,6 +296,7 @@ def gail_expert_agreement(ac: ActorCritic, obs: dict[str, Tensor], actions: Tens
     """
     dist = ac.distribution(obs)
     if ac.discrete:
+        assert isinstance(dist, Categorical)  # ActorCritic.distribution for discrete actions
         return float((dist.probs.argmax(-1) == actions).float().mean())
     mean = ac.env_action(dist.mean)
     return -float((mean - actions).abs().mean())
@@ -433,7 +439,7 @@ def train_gail(
             if cfg.eval_every_steps and steps >= next_eval:
                 next_eval += cfg.eval_every_steps
                 res = evaluate(actor, env_id, cfg.eval_episodes, cfg.eval_seed)
-                row = {
+                row: dict[str, Any] = {
                     "env_steps": steps,
                     "wall_s": round(time.perf_counter() - t0, 2),
                     "eval_return": res["mean_return"],

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -38,8 +38,9 @@ from torch.distributions import Categorical, Distribution, Independent, Normal
 
 from il_core.config import ConfigError
 from il_core.envs import GymAdapter, make_env
+from il_core.normalize import Normalizer
 from il_core.policies import Policy
-from il_core.policies.encoders import mlp
+from il_core.policies.encoders import ObservationEncoder, mlp
 from il_core.spec import DatasetSpec
 
 __all__ = [
@@ -179,14 +180,16 @@ def ppo_gae(
         ValueError: if the shapes differ.
     """
     shape = rewards.shape
-    for name, t in (
+    for name, arr in (
         ("values", values),
         ("next_values", next_values),
         ("terminated", terminated),
         ("ended", ended),
     ):
-        if t.shape != shape:
-            raise ValueError(f"ppo_gae: {name} has shape {tuple(t.shape)}, rewards {tuple(shape)}")
+        if arr.shape != shape:
+            raise ValueError(
+                f"ppo_gae: {name} has shape {tuple(arr.shape)}, rewards {tuple(shape)}"
+            )
     not_term = 1.0 - terminated.to(rewards.dtype)
     not_end = 1.0 - ended.to(rewards.dtype)
     deltas = rewards + gamma * not_term * next_values - values
@@ -243,6 +246,14 @@ def _with_history(obs: ObsDict) -> ObsDict:
     return {k: v.unsqueeze(1) for k, v in obs.items()}
 
 
+class _BCStyleActor(Protocol):
+    """The parts of a ``bc``-style policy that :class:`ActorCritic` uses (typing only)."""
+
+    normalizer: Normalizer
+    encoder: ObservationEncoder
+    head: nn.Module
+
+
 class ActorCritic(nn.Module):
     """An il_core policy as PPO's actor, plus a value network (and a log std if continuous).
 
@@ -287,15 +298,22 @@ class ActorCritic(nn.Module):
         self.actor = actor
         self.spec: DatasetSpec = actor.spec
         self.discrete = self.spec.action.kind == "discrete"
-        self.value_net = mlp(actor.encoder.out_dim, tuple(value_hidden_dims), 1)
+        self.value_net = mlp(self._parts.encoder.out_dim, tuple(value_hidden_dims), 1)
         if not self.discrete:
             self.log_std = nn.Parameter(torch.full((self.spec.action.dim,), float(init_log_std)))
         self._init_weights()
 
+    @property
+    def _parts(self) -> _BCStyleActor:
+        """The actor's normaliser, encoder and head (checked present in ``__init__``)."""
+        # nn.Module types attributes it does not know as ``Tensor | Module``. __init__ checked
+        # that the actor has these parts; the ``bc``-style policies build them with these types.
+        return cast(_BCStyleActor, self.actor)
+
     def _init_weights(self) -> None:
         # PPO practice (Andrychowicz et al. 2021): orthogonal hidden layers, and a near-zero
         # policy output layer so that the first actions are close to uniform / zero-mean.
-        for net, out_gain in ((self.actor.head, 0.01), (self.value_net, 1.0)):
+        for net, out_gain in ((self._parts.head, 0.01), (self.value_net, 1.0)):
             linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
             for i, layer in enumerate(linears):
                 last = i == len(linears) - 1
@@ -304,7 +322,8 @@ class ActorCritic(nn.Module):
 
     def features(self, obs: ObsDict) -> Tensor:
         """Raw observations ``{key: (B, D_key)}`` -> actor features ``(B, F)``."""
-        return self.actor.encoder(self.actor.normalizer.normalize_obs(_with_history(obs)))
+        parts = self._parts
+        return parts.encoder(parts.normalizer.normalize_obs(_with_history(obs)))
 
     def distribution(self, obs: ObsDict) -> Distribution:
         """Action distribution; discrete over classes, continuous over normalised actions.
@@ -315,7 +334,7 @@ class ActorCritic(nn.Module):
         Returns:
             Categorical with batch shape ``(B,)`` or Independent Normal with event ``(A,)``.
         """
-        out = self.actor.head(self.features(obs))
+        out = self._parts.head(self.features(obs))
         if self.discrete:
             return Categorical(logits=out)
         return Independent(Normal(out, self.log_std.exp().expand_as(out)), 1)
@@ -328,7 +347,7 @@ class ActorCritic(nn.Module):
         """A distribution sample -> raw action: class ``(B,)`` int64 or ``(B, A)`` in bounds."""
         if self.discrete:
             return sample
-        raw = self.actor.normalizer.unnormalize_action(sample)
+        raw = self._parts.normalizer.unnormalize_action(sample)
         a = self.spec.action
         if a.low is not None and a.high is not None:
             low = torch.as_tensor(a.low, dtype=raw.dtype)

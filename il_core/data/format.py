@@ -492,9 +492,11 @@ def check_columns(
         raise DatasetError("timestamps are not strictly increasing", path=path, key="timestamp")
     if spec.action.kind == "discrete":
         a = cols["action"]
-        if a.min() < 0 or a.max() >= int(spec.action.num_classes or 0):
+        num_classes = spec.action.num_classes
+        assert num_classes is not None  # ActionSpec.__post_init__ requires it for discrete
+        if a.min() < 0 or a.max() >= int(num_classes):
             raise DatasetError(
-                f"class indices outside 0..{spec.action.num_classes - 1}", path=path, key="action"
+                f"class indices outside 0..{num_classes - 1}", path=path, key="action"
             )
     return int(n)
 
@@ -533,8 +535,12 @@ def arrays_from_columns(
     return arrays, rest
 
 
-def check_keyframes(keyframe: np.ndarray | None, length: int, path: Path, key: str) -> None:
-    """Validate a video camera's ``(T,)`` bool keyframe column (frame 0 a keyframe)."""
+def check_keyframes(keyframe: np.ndarray | None, length: int, path: Path, key: str) -> np.ndarray:
+    """Validate a video camera's ``(T,)`` bool keyframe column (frame 0 a keyframe).
+
+    Returns:
+        ``keyframe``, now known to be present and valid.
+    """
     if keyframe is None:
         raise DatasetError("keyframe flags are missing", path=path, key=key)
     if keyframe.dtype != np.bool_ or keyframe.shape != (length,) or not keyframe[0]:
@@ -544,6 +550,7 @@ def check_keyframes(keyframe: np.ndarray | None, length: int, path: Path, key: s
             path=path,
             key=key,
         )
+    return keyframe
 
 
 def load_chunk(path: Path, spec: DatasetSpec) -> EpisodeArrays:
@@ -567,8 +574,7 @@ def load_chunk(path: Path, spec: DatasetSpec) -> EpisodeArrays:
         arrays.codecs[k] = f.codec if f.is_video else None
         if f.is_video:
             kf = rest.get(f"images.{k}.keyframe")
-            check_keyframes(kf, n, path, f"images.{k}.keyframe")
-            arrays.keyframes[k] = kf
+            arrays.keyframes[k] = check_keyframes(kf, n, path, f"images.{k}.keyframe")
     return arrays
 
 
@@ -810,16 +816,20 @@ def _stream_frames(
     zip of ``.npy`` members), but the frame data is copied chunk by chunk, so consolidating a
     long camera episode never holds all its frames in memory.
     """
+    video_members: list[tuple[str, np.ndarray]] = []
+    if codec is not None:
+        if keyframe is None:
+            raise ValueError(f"images.{key}: a video camera ({codec}) needs its keyframe flags")
+        video_members = [("keyframe", keyframe), ("codec", np.array(codec))]
 
     def write(f: Any) -> None:
         with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
             with zf.open("offsets.npy", "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, offsets, allow_pickle=False)
-            if codec is not None:
-                # Video: the packets decode from a keyframe on; the file names its codec.
-                for name, arr in (("keyframe", keyframe), ("codec", np.array(codec))):
-                    with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
-                        np.lib.format.write_array(member, arr, allow_pickle=False)
+            # Video: the packets decode from a keyframe on; the file names its codec.
+            for name, arr in video_members:
+                with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, arr, allow_pickle=False)
             with zf.open("data.npy", "w", force_zip64=True) as member:
                 header = {"descr": "|u1", "fortran_order": False, "shape": (int(offsets[-1]),)}
                 np.lib.format.write_array_header_1_0(member, header)

@@ -648,9 +648,9 @@ class EpisodeDataset:
         if self.spec.action.kind == "continuous":
             out["action"] = moments(self._actions[act_idx])
         else:
-            counts = np.bincount(
-                self._actions[act_idx], minlength=int(self.spec.action.num_classes)
-            )
+            num_classes = self.spec.action.num_classes
+            assert num_classes is not None  # ActionSpec requires it for discrete actions
+            counts = np.bincount(self._actions[act_idx], minlength=int(num_classes))
             out["action"] = {"counts": counts.astype(np.int64)}
         for k, v in self._extras.items():
             out[f"extras.{k}"] = moments(v[idx])

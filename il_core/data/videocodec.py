@@ -28,7 +28,7 @@ import os
 import threading
 from collections.abc import Sequence
 from fractions import Fraction
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -36,8 +36,9 @@ import numpy as np
 from il_core.data.codec import CodecError
 from il_core.spec import DEFAULT_CRF, FeatureSpec
 
-#: PyAV encoder and decoder per codec name of the spec.
-ENCODERS = {"h264": "libx264", "av1": "libsvtav1"}
+#: PyAV encoder and decoder per codec name of the spec. (Literal encoder names: PyAV's stubs
+#: then know that ``CodecContext.create`` gives a video codec context.)
+ENCODERS: dict[str, Literal["libx264", "libsvtav1"]] = {"h264": "libx264", "av1": "libsvtav1"}
 DECODERS = {"h264": "h264", "av1": "libdav1d"}
 # x264: "veryfast" is about 4x faster than "medium" for 10-15 % more bytes on camera
 # frames; zerolatency turns off lookahead and B-frames, so each frame gives its packet at
@@ -202,7 +203,7 @@ def _decoder(codec: str) -> Any:
 
 def decode_run(
     codec: str,
-    packets: Sequence[bytes | np.ndarray],
+    packets: Sequence[bytes | memoryview | np.ndarray],
     shape: tuple[int, ...],
     want: Sequence[int] | None = None,
     into: np.ndarray | None = None,

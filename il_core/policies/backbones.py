@@ -32,6 +32,12 @@ RESNET18_STRIDE = 32
 class FrozenBatchNorm2d(nn.Module):
     """Batch norm with fixed statistics and affine terms, all buffers (torchvision's layout)."""
 
+    # The buffers registered in __init__, declared for the type checker.
+    weight: Tensor
+    bias: Tensor
+    running_mean: Tensor
+    running_var: Tensor
+
     def __init__(self, num_features: int, eps: float = 1e-5) -> None:
         super().__init__()
         self.eps = eps
@@ -86,6 +92,12 @@ class ResNet18(nn.Module):
         in_channels: Image channels (3 for pretrained weights).
         norm: ``batch`` | ``frozen_batch`` | ``group`` (see the module docstring).
     """
+
+    # The four stages, set with setattr in __init__ (torchvision's names).
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
 
     def __init__(self, in_channels: int = 3, norm: Norm = "batch") -> None:
         super().__init__()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -161,7 +161,11 @@ class Policy(nn.Module, ABC):
             from il_core.execution import PolicyExecutor
 
             self._executor = PolicyExecutor(self)
-        return self._executor.step(obs)
+        action = self._executor.step(obs)
+        # Only an asynchronous executor can return None (no action planned yet); this one is
+        # synchronous: it predicts a chunk for the current tick before popping it.
+        assert action is not None
+        return action
 
     def after_optimizer_step(self, step: int) -> None:
         """Hook the trainer calls after every optimiser step (EMA weights, schedules).
@@ -179,6 +183,24 @@ class Policy(nn.Module, ABC):
         for t in self.parameters():
             return t.device
         return torch.device("cpu")
+
+
+class StochasticPolicy(Protocol):
+    """A policy whose inference consumes standard-normal noise (diffusion, mog, act, ar).
+
+    Its ``predict_chunk_tensor`` takes the draws as ``noise`` so that an exported model and
+    the eager one can be fed the same randomness; ``noise_shape`` is the per-sample shape,
+    or None when its config makes inference deterministic (the noise is then ignored).
+    """
+
+    @property
+    def noise_shape(self) -> tuple[int, ...] | None:
+        """Per-sample standard-normal noise shape, or None if deterministic."""
+        ...
+
+    def predict_chunk_tensor(self, obs: dict[str, Tensor], noise: Tensor | None = None) -> Tensor:
+        """:meth:`Policy.predict_chunk_tensor` with the noise passed in (drawn when None)."""
+        ...
 
 
 def config_to_dict(config: PolicyConfig) -> dict[str, Any]:

@@ -102,6 +102,8 @@ class SpatialSoftmax(nn.Module):
     Input ``(N, C, H, W)``; output ``(N, 2C)`` with (x, y) in [-1, 1] per channel.
     """
 
+    pos: Tensor  # (H * W, 2) grid coordinates, a buffer registered in __init__
+
     def __init__(self, height: int, width: int) -> None:
         super().__init__()
         ys, xs = torch.meshgrid(
@@ -134,7 +136,7 @@ class ConvStack(nn.Module):
 
 
 def make_backbone(
-    in_shape: tuple[int, int, int], cfg: ImageEncoderConfig, load_pretrained: bool = True
+    in_shape: tuple[int, ...], cfg: ImageEncoderConfig, load_pretrained: bool = True
 ) -> tuple[nn.Module, int, int, int]:
     """The feature-map backbone ``cfg`` describes, for images of ``in_shape`` (H, W, C).
 
@@ -151,10 +153,12 @@ def make_backbone(
     from il_core.policies.backbones import load_pretrained as load
 
     h, w, c = in_shape
+    net: nn.Module
     if cfg.backbone == "resnet18":
-        net: nn.Module = ResNet18(c, cfg.norm)
+        resnet = ResNet18(c, cfg.norm)
         if load_pretrained and cfg.pretrained_backbone is not None:
-            load(net, cfg.pretrained_backbone)
+            load(resnet, cfg.pretrained_backbone)
+        net = resnet
     else:
         net = ConvStack(c, cfg)
     with torch.no_grad():
@@ -172,7 +176,7 @@ class ConvEncoder(nn.Module):
     """
 
     def __init__(
-        self, in_shape: tuple[int, int, int], cfg: ImageEncoderConfig, load_pretrained: bool = True
+        self, in_shape: tuple[int, ...], cfg: ImageEncoderConfig, load_pretrained: bool = True
     ) -> None:
         super().__init__()
         net, prev, fh, fw = make_backbone(in_shape, cfg, load_pretrained)

@@ -248,6 +248,10 @@ class ACTPolicy(Policy):
     """
 
     config_class = ACTConfig
+    config: ACTConfig
+    # Buffers registered in __init__ (the VAE encoder's only with use_vae).
+    vae_encoder_pos_enc: Tensor
+    encoder_cam_feat_pos_embed: Tensor
 
     def __init__(
         self,

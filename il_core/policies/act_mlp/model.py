@@ -34,6 +34,7 @@ class ACTMLPPolicy(Policy):
     """Conditional VAE over action chunks (continuous actions only)."""
 
     config_class = ACTMLPConfig
+    config: ACTMLPConfig
 
     def __init__(
         self,

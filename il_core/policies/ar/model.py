@@ -51,6 +51,10 @@ class ARPolicy(Policy):
     """Autoregressive policy over binned action tokens (continuous or discrete actions)."""
 
     config_class = ARConfig
+    config: ARConfig
+    # Buffers registered in __init__: the MADE mask and the value of each bin.
+    known: Tensor
+    centres: Tensor
 
     def __init__(
         self,
@@ -71,7 +75,12 @@ class ARPolicy(Policy):
             load_pretrained=stats is not None,
         )
         self.dim = 1 if self.discrete else spec.action.dim
-        self.nb = int(spec.action.num_classes) if self.discrete else config.num_bins
+        if self.discrete:
+            # ActionSpec requires num_classes (>= 2) for discrete actions.
+            assert spec.action.num_classes is not None
+            self.nb = int(spec.action.num_classes)
+        else:
+            self.nb = config.num_bins
         self.num_tokens = config.horizon * self.dim
         t, h0 = self.num_tokens, config.hidden_dims[0]
         self.feat_in = nn.Linear(self.encoder.out_dim, h0)
@@ -150,6 +159,7 @@ class ARPolicy(Policy):
         for i in range(self.num_tokens):
             logits = self._logits(obs_term + self.pos[i], values, self.known[i : i + 1])[:, 0]
             if sample:
+                assert noise is not None  # passed in, or drawn above when sampling
                 probs = (logits / self.config.temperature).softmax(-1)
                 tok = categorical_from_uniform(probs, normal_to_uniform(noise[:, i]))
             else:

@@ -29,6 +29,7 @@ class BCPolicy(Policy):
     """
 
     config_class = BCConfig
+    config: BCConfig
 
     def __init__(
         self,
@@ -47,7 +48,12 @@ class BCPolicy(Policy):
         )
         act = spec.action
         self.discrete = act.kind == "discrete"
-        self.out_per_step = int(act.num_classes) if self.discrete else act.dim
+        if self.discrete:
+            # ActionSpec requires num_classes (>= 2) for discrete actions.
+            assert act.num_classes is not None
+            self.out_per_step = int(act.num_classes)
+        else:
+            self.out_per_step = act.dim
         self.head = mlp(
             self.encoder.out_dim,
             config.hidden_dims,

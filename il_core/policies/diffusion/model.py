@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -61,6 +61,8 @@ class SinusoidalPosEmb(nn.Module):
     bits of mantissa) and returned in :attr:`dtype`.
     """
 
+    freqs: Tensor  # (dim // 2,) buffer registered in __init__
+
     def __init__(self, dim: int) -> None:
         super().__init__()
         half = dim // 2
@@ -88,10 +90,16 @@ class MatmulConv1d(nn.Module):
         dtype: Dtype of the copied weights and of the computation.
     """
 
+    # Buffers registered in __init__: the flattened weight and the bias column (or None).
+    weight: Tensor
+    bias: Tensor | None
+
     def __init__(self, conv: nn.Conv1d | nn.ConvTranspose1d, dtype: torch.dtype) -> None:
         super().__init__()
         if conv.groups != 1 or conv.dilation[0] != 1:
             raise ValueError("MatmulConv1d supports groups=1, dilation=1 only")
+        if isinstance(conv.padding, str):
+            raise ValueError("MatmulConv1d supports numeric padding only, not 'same'/'valid'")
         w = conv.weight.detach()
         k = w.shape[-1]
         if isinstance(conv, nn.ConvTranspose1d):
@@ -161,16 +169,17 @@ class Conv1d(nn.Conv1d):
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, C_in, T)`` -> ``(B, C_out, T_out)``."""
-        k, s, p = self.kernel_size[0], self.stride[0], self.padding[0]
-        b, _, t = x.shape
-        t_out = (t + 2 * p - k) // s + 1
         if (
             self.groups != 1
             or self.dilation[0] != 1
             or self.padding_mode != "zeros"
-            or isinstance(self.padding, str)
-            or not _fast_cpu_path(x, self.weight, b * t_out)
+            or isinstance(self.padding, str)  # "same" / "valid": no int padding to read
         ):
+            return super().forward(x)
+        k, s, p = self.kernel_size[0], self.stride[0], self.padding[0]
+        b, _, t = x.shape
+        t_out = (t + 2 * p - k) // s + 1
+        if not _fast_cpu_path(x, self.weight, b * t_out):
             return super().forward(x)
         if p:
             x = F.pad(x, (p, p))
@@ -189,16 +198,18 @@ class ConvTranspose1d(nn.ConvTranspose1d):
 
     def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
         """``(B, C_in, T)`` -> ``(B, C_out, T_out)``."""
-        k, s, p = self.kernel_size[0], self.stride[0], self.padding[0]
+        k, s = self.kernel_size[0], self.stride[0]
         b, c_in, t = x.shape
         if (
             output_size is not None
             or self.groups != 1
             or self.dilation[0] != 1
             or self.output_padding[0] != 0
+            or isinstance(self.padding, str)  # never for a transposed conv; typed as possible
             or not _fast_cpu_path(x, self.weight, b * t)
         ):
             return super().forward(x, output_size)
+        p = self.padding[0]
         c_out = self.out_channels
         y = x.transpose(1, 2).reshape(b * t, c_in) @ self.weight.reshape(c_in, c_out * k)
         y = y.reshape(b, t, c_out, k).permute(0, 2, 3, 1)  # (B, C_out, k, T)
@@ -342,13 +353,17 @@ class ConditionalUnet1D(nn.Module):
         x = sample.transpose(1, 2)
         cond = torch.cat([self.step_encoder(timestep), global_cond], dim=-1)
         skips = []
-        for res1, res2, down in self.down:
+        # Each level is the ModuleList([res, res, resample]) built in __init__ (ModuleList
+        # iterates as plain Modules, which the type checker cannot unpack).
+        for level in self.down:
+            res1, res2, down = cast(nn.ModuleList, level)
             x = res2(res1(x, cond), cond)
             skips.append(x)
             x = down(x)
         for block in self.mid:
             x = block(x, cond)
-        for res1, res2, up in self.up:
+        for level in self.up:
+            res1, res2, up = cast(nn.ModuleList, level)
             x = torch.cat([x, skips.pop()], dim=1)
             x = up(res2(res1(x, cond), cond))
         return self.final(x).transpose(1, 2)
@@ -395,6 +410,13 @@ class DiffusionPolicy(Policy):
     """
 
     config_class = DiffusionConfig
+    config: DiffusionConfig
+    # Buffers registered in __init__ (derived from the config, not saved): the DDPM schedule
+    # sqrt(alpha_bar), sqrt(1 - alpha_bar) and the DDIM step coefficients and timesteps.
+    sqrt_ab: Tensor
+    sqrt_1m_ab: Tensor
+    ddim_coeffs: Tensor
+    ddim_timesteps: Tensor
 
     def __init__(
         self,
@@ -410,7 +432,7 @@ class DiffusionPolicy(Policy):
             spec, stats, action_mode="min_max", obs_min_scale=config.obs_min_std
         )
         self.net = _DenoiserNet(spec, config, load_pretrained=stats is not None)
-        self.ema_net: nn.Module | None = None
+        self.ema_net: _DenoiserNet | None = None
         if config.use_ema:
             self.ema_net = copy.deepcopy(self.net).requires_grad_(False)
         self.action_dim = spec.action.dim
@@ -424,14 +446,16 @@ class DiffusionPolicy(Policy):
 
     # -- low-precision inference copy ------------------------------------------------------
 
-    def _inference_unet(self, net: nn.Module) -> tuple[nn.Module, torch.dtype]:
+    def _inference_unet(self, net: _DenoiserNet) -> tuple[nn.Module, torch.dtype]:
         """The U-Net to sample with and its dtype (a cached bfloat16 copy if configured)."""
         if self.config.inference_dtype == "float32":
             return net.unet, torch.float32
-        if self._lowp_unet is None:
+        lowp = self._lowp_unet
+        if lowp is None:
+            lowp = lowp_unet_copy(net.unet, torch.bfloat16)
             # Stored outside the module tree: not a submodule, not in state_dict.
-            self.__dict__["_lowp_unet"] = lowp_unet_copy(net.unet, torch.bfloat16)
-        return self._lowp_unet, torch.bfloat16
+            self.__dict__["_lowp_unet"] = lowp
+        return lowp, torch.bfloat16
 
     def _drop_lowp(self) -> None:
         self.__dict__["_lowp_unet"] = None
@@ -483,7 +507,7 @@ class DiffusionPolicy(Policy):
 
     # -- training ------------------------------------------------------------------------
 
-    def _global_cond(self, net: nn.Module, obs: dict[str, Tensor]) -> Tensor:
+    def _global_cond(self, net: _DenoiserNet, obs: dict[str, Tensor]) -> Tensor:
         return net.obs_mlp(net.encoder(self.normalizer.normalize_obs(obs)))
 
     def forward(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, float]]:
@@ -509,8 +533,8 @@ class DiffusionPolicy(Policy):
         decay = min(self.config.ema_max_decay, 1.0 - (1.0 + step) ** -self.config.ema_power)
         for e, p in zip(self.ema_net.parameters(), self.net.parameters(), strict=True):
             e.lerp_(p.detach(), 1.0 - decay)
-        for e, b in zip(self.ema_net.buffers(), self.net.buffers(), strict=True):
-            e.copy_(b)
+        for e_buf, b in zip(self.ema_net.buffers(), self.net.buffers(), strict=True):
+            e_buf.copy_(b)
 
     # -- acting --------------------------------------------------------------------------
 

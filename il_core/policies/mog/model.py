@@ -48,6 +48,7 @@ class MoGPolicy(Policy):
     """Mixture-of-Gaussians policy over normalised action chunks (continuous actions only)."""
 
     config_class = MoGConfig
+    config: MoGConfig
 
     def __init__(
         self,
