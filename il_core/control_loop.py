@@ -15,11 +15,18 @@ from __future__ import annotations
 
 import enum
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["LoopStats", "SafeStop", "StopCause", "StopReport"]
+__all__ = ["LoopStats", "SafeStop", "StopCause", "StopReport", "percentile_ms"]
+
+
+def percentile_ms(values_s: Iterable[float], q: float) -> float | None:
+    """The ``q``-th percentile of durations in seconds, in milliseconds (None if empty)."""
+    a = np.fromiter(values_s, dtype=np.float64)
+    return round(float(np.percentile(a, q)) * 1e3, 3) if a.size else None
 
 
 class StopCause(enum.Enum):
@@ -138,13 +145,9 @@ class LoopStats:
 
     def summary(self) -> dict[str, float | None]:
         """Percentiles in milliseconds (None before the first commanded tick)."""
-
-        def pct(values: deque[float], q: float) -> float | None:
-            return round(float(np.percentile(values, q)) * 1e3, 3) if values else None
-
         return {
-            "obs_to_command_ms_p50": pct(self.obs_to_command, 50),
-            "obs_to_command_ms_p99": pct(self.obs_to_command, 99),
-            "oldest_obs_ms_p99": pct(self.oldest_obs, 99),
-            "tick_cost_ms_p99": pct(self.tick_cost, 99),
+            "obs_to_command_ms_p50": percentile_ms(self.obs_to_command, 50),
+            "obs_to_command_ms_p99": percentile_ms(self.obs_to_command, 99),
+            "oldest_obs_ms_p99": percentile_ms(self.oldest_obs, 99),
+            "tick_cost_ms_p99": percentile_ms(self.tick_cost, 99),
         }

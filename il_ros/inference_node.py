@@ -32,7 +32,6 @@ import threading
 import time
 from typing import Any
 
-import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.task import Future
@@ -40,7 +39,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from il_core.config import ConfigError
-from il_core.control_loop import LoopStats, SafeStop, StopCause
+from il_core.control_loop import LoopStats, SafeStop, StopCause, percentile_ms
 from il_core.execution import (
     FROM_CHECKPOINT,
     OFF,
@@ -432,15 +431,11 @@ class InferenceNode(ManagedLifecycleNode):
         aligner = self.inputs.aligner if self.inputs else None
         rate = aligner.rate.stats().as_dict() if aligner else {}
         ex = self.policy_executor.stats if self.policy_executor else None
-        lat = np.asarray(ex.latencies_s) if ex else np.zeros(0)
-
-        def pct(a: np.ndarray, q: float) -> float | None:
-            return round(float(np.percentile(a, q)) * 1e3, 3) if a.size else None
-
+        lat = list(ex.latencies_s) if ex else []
         return {
             "rate": rate,
-            "inference_ms_p50": pct(lat, 50),
-            "inference_ms_p99": pct(lat, 99),
+            "inference_ms_p50": percentile_ms(lat, 50),
+            "inference_ms_p99": percentile_ms(lat, 99),
             **self.loop_stats.summary(),
             "safe_stops": self.safe.count,
             "safe_reason": self.safe.reason,
