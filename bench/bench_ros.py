@@ -295,8 +295,8 @@ def run_recorder(kind: str, duration: float, executor: str = "default") -> dict[
 
     from il_core.data import EpisodeDataset
     from il_core.mapping import load_mapping
-    from il_ros.common import STATUS_QOS
     from il_core.recording import EXTRA_DELAY
+    from il_ros.common import STATUS_QOS
 
     mapping_file, extra_params = RECORDINGS[kind]
     mapping = load_mapping(REPO_ROOT / mapping_file)
