@@ -431,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     from il_core.envs import UnknownEnvError
     from il_core.experts import ExpertError
     from il_core.plugins import PluginError
+    from il_core.reward import LearnedRewardError
     from il_core.runtime import ExportError
 
     user_errors: tuple[type[BaseException], ...] = (
@@ -443,6 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         FileNotFoundError,
         ExpertError,
         PluginError,
+        LearnedRewardError,
     )
     try:
         result = args.func(args)

@@ -38,9 +38,7 @@ Shapes: B samples, D_key observation size, A continuous action dimension, C clas
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,11 +50,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Categorical
 
-from il_core.algos.ppo import ActorCritic, PPOConfig, PPOEnvPool, Rollout, ppo_run
-from il_core.config import ConfigError, from_dict, to_dict
+from il_core.algos.ppo import ActorCritic, RewardFn, Rollout
+from il_core.algos.ppo_train import (
+    PPOTrainConfig,
+    actor_critic_state,
+    add_run_arguments,
+    finish_summary,
+    load_run_config,
+    run_ppo,
+)
+from il_core.config import ConfigError, from_dict
 from il_core.constants import ACTION, OBS
 from il_core.normalize import Normalizer
-from il_core.policies.bc.configuration import BCConfig
 from il_core.policies.encoders import mlp
 from il_core.spec import DatasetSpec
 
@@ -112,67 +117,28 @@ class DiscriminatorConfig:
             raise ConfigError(f"reward must be 'gail' or 'logit', got {self.reward!r}")
 
 
-def _default_policy() -> BCConfig:
-    return BCConfig(hidden_dims=(64, 64))
-
-
 @dataclass
-class GAILConfig:
+class GAILConfig(PPOTrainConfig):
     """Everything ``il-core gail`` reads from its YAML config (``config/gail_*.yaml``).
 
+    The run's budget, actor, PPO and evaluation settings of :class:`PPOTrainConfig`, and:
+
     Attributes:
-        total_env_steps: Interaction budget (env steps of the learner, all envs together;
-            rounded up to whole PPO rollouts).
-        policy: The actor, a ``bc`` policy config (``n_obs_steps`` and ``horizon`` 1, no
-            dropout); the checkpoint is a ``bc`` policy.
-        ppo: PPO hyper-parameters.
         discriminator: Discriminator settings.
         expert_episodes: Use only the first this many episodes of the data (None: all).
-        eval_every_steps: Evaluate the deterministic policy every this many env steps
-            (0: only at the end).
-        eval_episodes: Episodes per periodic evaluation.
-        eval_seed: Periodic evaluation episode i is reset with ``eval_seed + i``.
-        final_eval_episodes: Episodes of the final evaluation (0: none).
-        final_eval_seed: Final evaluation episode i is reset with ``final_eval_seed + i``
-            (``il-core eval``'s default 1000; kept apart from ``eval_seed``).
     """
 
-    total_env_steps: int = field(default=100_000, metadata={"help": "interaction budget"})
-    policy: BCConfig = field(
-        default_factory=_default_policy, metadata={"help": "actor: a 'bc' policy config"}
-    )
-    ppo: PPOConfig = field(default_factory=PPOConfig, metadata={"help": "PPO settings"})
     discriminator: DiscriminatorConfig = field(
         default_factory=DiscriminatorConfig, metadata={"help": "discriminator settings"}
     )
     expert_episodes: int | None = field(
         default=None, metadata={"help": "use the first N expert episodes (null: all)"}
     )
-    eval_every_steps: int = field(
-        default=10_000, metadata={"help": "env steps between evaluations (0: end only)"}
-    )
-    eval_episodes: int = field(default=10, metadata={"help": "episodes per evaluation"})
-    eval_seed: int = field(default=10_000, metadata={"help": "periodic evaluation base seed"})
-    final_eval_episodes: int = field(default=50, metadata={"help": "final evaluation episodes"})
-    final_eval_seed: int = field(default=1000, metadata={"help": "final evaluation base seed"})
 
     def __post_init__(self) -> None:
-        if self.total_env_steps < 1:
-            raise ConfigError(f"total_env_steps must be >= 1, got {self.total_env_steps}")
-        if self.policy.n_obs_steps != 1 or self.policy.horizon != 1:
-            raise ConfigError(
-                "policy.n_obs_steps and policy.horizon must be 1 for GAIL, got "
-                f"{self.policy.n_obs_steps} and {self.policy.horizon}"
-            )
-        if self.policy.dropout:
-            raise ConfigError(f"policy.dropout must be 0 for GAIL, got {self.policy.dropout}")
+        super().__post_init__()
         if self.expert_episodes is not None and self.expert_episodes < 1:
             raise ConfigError(f"expert_episodes must be >= 1 or null, got {self.expert_episodes}")
-        for name in ("eval_every_steps", "final_eval_episodes"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.eval_episodes < 1:
-            raise ConfigError(f"eval_episodes must be >= 1, got {self.eval_episodes}")
 
 
 # --------------------------------------------------------------------------- discriminator
@@ -329,6 +295,17 @@ def _expert_pairs(
     return ds, obs, actions, ds.stats(idx)
 
 
+def _dataset_env(ds: Any, env_id: str | None) -> str:
+    """``env_id``, or the one the collector stored in the dataset's spec metadata."""
+    found = env_id or ds.spec.metadata.get("env_id")
+    if not found:
+        raise ConfigError(
+            f"dataset {ds.roots[0]} does not name its env (no env_id in its spec metadata); "
+            "pass --env"
+        )
+    return str(found)
+
+
 def train_gail(
     data: str | Path | Sequence[str | Path],
     out: str | Path,
@@ -366,43 +343,23 @@ def train_gail(
         ConfigError: bad config values (naming the key), image observations, no env id.
         DatasetError: unreadable data, or data whose spec does not match the env.
     """
-    from il_core.checkpoint import save_checkpoint
-    from il_core.data import DatasetError
-    from il_core.evaluate import evaluate
-    from il_core.policies import make_policy
-
     if not isinstance(config, GAILConfig):
         config = from_dict(GAILConfig, config, config_where)
     cfg = config
-    out = Path(out)
-    t0 = time.perf_counter()
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-
     ds, expert_obs, expert_actions, stats = _expert_pairs(data, cfg.expert_episodes)
-    env_id = env_id or ds.spec.metadata.get("env_id")
-    if not env_id:
-        raise ConfigError(
-            f"dataset {ds.roots[0]} does not name its env (no env_id in its spec metadata); "
-            "pass --env"
-        )
-    pool = PPOEnvPool(env_id, cfg.ppo.num_envs, seed * 1000 + 100_000)
-    try:
-        problems = ds.spec.compatible_with(pool.spec)
-        if problems:
-            raise DatasetError(
-                f"dataset {ds.roots[0]} does not match env {env_id}: " + "; ".join(problems)
-            )
-        actor = make_policy("bc", cfg.policy, ds.spec, stats)
-        ac = ActorCritic(actor, cfg.ppo.value_hidden_dims, cfg.ppo.init_log_std)
+    env_id = _dataset_env(ds, env_id)
+    n_expert = int(expert_actions.shape[0])
+    disc_logs: dict[str, list[float]] = {}
+    discs: list[GAILDiscriminator] = []
+
+    def make_reward(ac: ActorCritic, gen: torch.Generator) -> tuple[RewardFn, dict]:
         disc = GAILDiscriminator(ds.spec, stats, cfg.discriminator.hidden_dims)
         disc_opt = torch.optim.Adam(disc.parameters(), lr=cfg.discriminator.lr)
-        n_expert = int(expert_actions.shape[0])
-        disc_logs: dict[str, list[float]] = {}
+        discs.append(disc)
 
         def reward_fn(rollout: Rollout) -> Tensor:
-            # Train D on this rollout first, then score it with the updated D (the order of
-            # Ho & Ermon's algorithm 1 and the imitation library).
+            # Train D on this rollout first, then score it with the updated D (the order
+            # of Ho & Ermon's algorithm 1 and the imitation library).
             obs, actions = rollout.flat_obs(), rollout.flat_actions()
             dcfg = cfg.discriminator
             total = rollout.num_steps
@@ -425,101 +382,34 @@ def train_gail(
                 r = gail_reward(disc(obs, actions), dcfg.reward)
             return r.reshape(rollout.values.shape)
 
-        history: list[dict[str, Any]] = []
-        recent_returns: list[float] = []
-        next_eval = cfg.eval_every_steps
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
-        metrics = (out / "metrics.jsonl").open("w", encoding="utf-8")
+        return reward_fn, disc_logs
 
-        def on_iteration(it: int, steps: int, rollout: Rollout, logs: dict[str, float]) -> None:
-            nonlocal next_eval
-            recent_returns.extend(r for r, _ in rollout.episodes)
-            del recent_returns[:-20]
-            if cfg.eval_every_steps and steps >= next_eval:
-                next_eval += cfg.eval_every_steps
-                res = evaluate(actor, env_id, cfg.eval_episodes, cfg.eval_seed)
-                row: dict[str, Any] = {
-                    "env_steps": steps,
-                    "wall_s": round(time.perf_counter() - t0, 2),
-                    "eval_return": res["mean_return"],
-                    "train_return": float(np.mean(recent_returns)) if recent_returns else None,
-                    **{k: float(np.mean(v)) for k, v in disc_logs.items()},
-                    **{k: logs[k] for k in ("entropy", "approx_kl") if k in logs},
-                }
-                disc_logs.clear()
-                history.append(row)
-                metrics.write(json.dumps(row) + "\n")
-                metrics.flush()
-                log.info("gail %s", row)
-
-        try:
-            steps = ppo_run(
-                ac,
-                pool,
-                cfg.ppo,
-                cfg.total_env_steps,
-                reward_fn=reward_fn,
-                on_iteration=on_iteration,
-                generator=gen,
-            )
-        finally:
-            metrics.close()
-    finally:
-        pool.close()
-    train_wall = time.perf_counter() - t0
-
-    final: dict[str, Any] = {}
-    if cfg.final_eval_episodes:
-        final = evaluate(actor, env_id, cfg.final_eval_episodes, cfg.final_eval_seed)
-    agreement = gail_expert_agreement(ac, expert_obs, expert_actions)
-    evals = [h["eval_return"] for h in history]
-    best = max(evals) if evals else None
-    summary: dict[str, Any] = {
-        "algo": "gail",
-        "env": env_id,
-        "seed": seed,
-        "env_steps": steps,
-        "wall_s": round(train_wall, 2),
-        "mean_return": final.get("mean_return"),
-        "std_return": final.get("std_return"),
-        "success_rate": final.get("success_rate"),
-        "episodes": final.get("episodes", 0),
-        "eval_seed": cfg.final_eval_seed,
-        "best_eval_return": best,
-        "first_steps_at_max_eval": (
-            next(h["env_steps"] for h in history if h["eval_return"] == best)
-            if best is not None
-            else None
-        ),
-        "expert_agreement": agreement,
-        "expert_episodes": cfg.expert_episodes or ds.num_episodes,
-        "expert_steps": int(expert_actions.shape[0]),
-        "reward": cfg.discriminator.reward,
-        "history": history,
-    }
-    ckpt = save_checkpoint(
-        out / "policy.pt",
-        actor,
-        extra={
-            "train": {
-                "algo": "gail",
-                "step": steps,
-                "seed": seed,
-                "env_id": env_id,
-                "raw_config": to_dict(cfg),
-                "datasets": [str(Path(r).resolve()) for r in ds.roots],
-                "summary": {k: v for k, v in summary.items() if k != "history"},
-            },
-            # Plain tensors (loadable with weights_only=True): the critic and log std with
-            # the actor, and the discriminator, for inspection or a later fine-tune.
+    summary, ac = run_ppo(
+        "gail",
+        cfg,
+        env_id,
+        out,
+        seed=seed,
+        spec=ds.spec,
+        stats=stats,
+        make_reward=make_reward,
+        # Plain tensors (loadable with weights_only=True): the critic and log std with the
+        # actor, and the discriminator, for inspection or a later fine-tune.
+        save_extra=lambda ac: {
             "gail": {
-                "actor_critic": {k: v.detach().cpu() for k, v in ac.state_dict().items()},
-                "discriminator": {k: v.detach().cpu() for k, v in disc.state_dict().items()},
-            },
+                "actor_critic": actor_critic_state(ac),
+                "discriminator": {k: v.detach().cpu() for k, v in discs[0].state_dict().items()},
+            }
         },
+        train_info={"datasets": [str(Path(r).resolve()) for r in ds.roots]},
+        spec_source=f"dataset {ds.roots[0]}",
     )
-    summary["checkpoint"] = str(ckpt)
+    summary.update(
+        expert_agreement=gail_expert_agreement(ac, expert_obs, expert_actions),
+        expert_episodes=cfg.expert_episodes or ds.num_episodes,
+        expert_steps=n_expert,
+        reward=cfg.discriminator.reward,
+    )
     return summary
 
 
@@ -527,20 +417,11 @@ def train_gail(
 
 
 def _cmd_gail(args: argparse.Namespace) -> dict[str, Any]:
-    from il_core.config import load_config
-
-    if args.threads < 1:
-        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
-    torch.set_num_threads(args.threads)
-    raw, where = load_config(args.config, args.set)
-    if args.total_env_steps is not None:
-        raw["total_env_steps"] = args.total_env_steps
+    raw, where = load_run_config(args)
     summary = train_gail(
         args.data, args.out, raw, seed=args.seed, env_id=args.env, config_where=where
     )
-    if not args.history:
-        summary.pop("history")
-    return summary
+    return finish_summary(args, summary)
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -552,18 +433,6 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
         "writes OUT/policy.pt (a 'bc' checkpoint for il-core eval).",
     )
     p.add_argument("--data", required=True, action="append", help="expert dataset (repeatable)")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--config", default=None, help="YAML config, e.g. config/gail_cartpole.yaml")
-    p.add_argument(
-        "--set", action="append", metavar="KEY=VALUE", help="override, e.g. ppo.lr=3e-4"
-    )
     p.add_argument("--env", default=None, help="gymnasium env id (default: the dataset's)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--total-env-steps", type=int, default=None, help="interaction budget (overrides config)"
-    )
-    p.add_argument("--threads", type=int, default=1, help="torch threads (1 suits small MLPs)")
-    p.add_argument(
-        "--history", action="store_true", help="include the per-evaluation history in the JSON"
-    )
+    add_run_arguments(p, "config/gail_cartpole.yaml")
     p.set_defaults(func=_cmd_gail)

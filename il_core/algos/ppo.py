@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -54,6 +55,7 @@ __all__ = [
     "ppo_policy_loss",
     "ppo_run",
     "ppo_value_loss",
+    "RewardFn",
 ]
 
 ObsDict = dict[str, Tensor]
@@ -339,6 +341,19 @@ class ActorCritic(nn.Module):
             return Categorical(logits=out)
         return Independent(Normal(out, self.log_std.exp().expand_as(out)), 1)
 
+    def log_prob_of_actions(self, obs: ObsDict, actions: Tensor) -> Tensor:
+        """``log pi(a|s)`` of raw actions (e.g. the expert's), ``(B,)``.
+
+        Args:
+            obs: ``{key: (B, D_key)}`` raw observations.
+            actions: ``(B,)`` classes or ``(B, A)`` raw continuous actions, normalised here
+                to the space the distribution is over (what :meth:`act` samples in).
+        """
+        dist = self.distribution(obs)
+        if self.discrete:
+            return dist.log_prob(actions.long().reshape(-1))
+        return dist.log_prob(self._parts.normalizer.normalize_action(actions.to(torch.float32)))
+
     def value(self, obs: ObsDict) -> Tensor:
         """``V(s)``, ``(B,)``, from raw observations ``{key: (B, D_key)}``."""
         return self.value_net(self.features(obs)).squeeze(-1)
@@ -384,15 +399,24 @@ class PPOEnvPool:
         env_id: Gymnasium id.
         num_envs: N.
         seed: Base seed.
+        wrap: Applied to every env after it is made (e.g. a learned reward).
 
     Attributes:
         spec: The envs' :class:`DatasetSpec` (from :class:`GymAdapter`).
     """
 
-    def __init__(self, env_id: str, num_envs: int, seed: int) -> None:
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int,
+        seed: int,
+        wrap: Callable[[gym.Env], gym.Env] | None = None,
+    ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.envs = [make_env(env_id) for _ in range(num_envs)]
+        if wrap is not None:
+            self.envs = [wrap(e) for e in self.envs]
         self.adapters = [GymAdapter(e) for e in self.envs]
         self.spec = self.adapters[0].spec
         self.keys = self.spec.vector_keys
