@@ -51,6 +51,7 @@ __all__ = [
     "LearnedReward",
     "LearnedRewardError",
     "LearnedRewardWrapper",
+    "HiddenRewardWrapper",
     "load_learned_reward",
     "save_learned_reward",
 ]
@@ -290,3 +291,18 @@ class LearnedRewardWrapper(gym.Wrapper):
         self._last = self.adapter.obs_to_dict(obs)
         info = {**info, "env_reward": float(env_reward)}
         return obs, r, terminated, truncated, info
+
+
+class HiddenRewardWrapper(gym.Wrapper):
+    """Hide an env's reward: every step returns 0, the env's own goes to ``info``.
+
+    For a learner that scores its rollouts itself with a learned reward in one batched call
+    (``il-core ppo --reward``: faster than :class:`LearnedRewardWrapper`'s one forward pass
+    per step, and the same values), this makes sure the env's reward cannot leak into
+    training.
+    """
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Step the env; the reward is 0 and ``info["env_reward"]`` the env's."""
+        obs, env_reward, terminated, truncated, info = self.env.step(action)
+        return obs, 0.0, terminated, truncated, {**info, "env_reward": float(env_reward)}

@@ -119,6 +119,9 @@ ENV_REGISTRATIONS: tuple[EnvRegistration, ...] = (
     EnvRegistration(
         "il_ros/ArmReachVelocity-v0", "sim.arm:ArmReachEnv", None, {"control": "velocity"}
     ),
+    # Changed dynamics for reward transfer (issue 12, AIRL): same spaces and time limit as
+    # gymnasium's Pendulum-v1, a heavier bob (sim/dynamics.py).
+    EnvRegistration("il_ros/PendulumHeavy-v1", "sim.dynamics:HeavyPendulumEnv", 200),
     # MetaWorld v3 (issue 11, optional `metaworld`): every MT50 task, with the 39-d state
     # and with one 84x84 camera plus hand position and gripper opening.
     *(

@@ -345,6 +345,7 @@ SIM_DEFAULT_EXPERTS: dict[str, str] = {
     "MountainCar-v0": "mountaincar_velocity",
     "CartPole-v1": "cartpole_linear",
     "Pendulum-v1": "pendulum_swing_up",
+    "il_ros/PendulumHeavy-v1": "pendulum_swing_up",
     "il_ros/MultimodalReach-v0": "multimodal_reach",
     "il_ros/MultimodalReachImage-v0": "multimodal_reach",
     "il_ros/LaneFollow-v0": "lane_pure_pursuit",

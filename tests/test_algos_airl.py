@@ -192,6 +192,24 @@ def test_train_airl_writes_reward_and_policy_then_ppo_optimises_the_reward(
     assert out["episodes"] == 2  # evaluated on the env's own reward
 
 
+def test_batched_scoring_matches_the_wrapper_and_hides_the_env_reward(cartpole_demos, tmp_path):
+    from il_core.algos.ppo import PPOEnvPool
+    from il_core.reward import HiddenRewardWrapper
+
+    summary = train_airl(cartpole_demos, tmp_path / "airl", TINY, seed=0)
+    learned = load_learned_reward(summary["reward_file"])
+    pool = PPOEnvPool("CartPole-v1", 1, seed=5, wrap=HiddenRewardWrapper)
+    wrapped = LearnedRewardWrapper(gym.make("CartPole-v1"), learned)
+    pool.reset()
+    obs, _ = wrapped.reset(seed=5)
+    for action in [0, 1, 1, 0, 1]:
+        batched = float(learned.numpy(pool.obs)[0])  # what il-core ppo --reward scores
+        out = pool.step(np.array([action]))
+        _, r, *_ = wrapped.step(action)
+        assert out["reward"][0] == 0.0  # the env's +1 never reaches the learner
+        assert r == pytest.approx(batched, rel=1e-5, abs=1e-6)
+
+
 def test_cli_airl_and_ppo_print_json(cartpole_demos, tmp_path, capsys):
     sets = ["total_env_steps=32", "eval_every_steps=0", "final_eval_episodes=1"]
     sets += [f"{k}={json.dumps(v)}" for k, v in TINY.items() if isinstance(v, dict)]
@@ -208,3 +226,56 @@ def test_cli_airl_and_ppo_print_json(cartpole_demos, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["algo"] == "ppo"
     assert cli_main([*argv[:3], "--reward", str(tmp_path / "nope.pt"), *argv[5:]]) == 2
     assert "nope.pt: reward file not found" in capsys.readouterr().err
+
+
+def _reference_returns(env_id: str, episodes: int, seed: int) -> tuple[float, float]:
+    """Mean returns of the scripted expert and of uniformly random actions, same seeds."""
+    from il_core.experts import load_expert
+
+    env = gym.make(env_id)
+    expert = load_expert("auto", env)
+    env.action_space.seed(0)
+    means = []
+    for act in (expert, lambda obs: env.action_space.sample()):
+        total = 0.0
+        for i in range(episodes):
+            obs, _ = env.reset(seed=seed + i)
+            done = False
+            while not done:
+                obs, r, terminated, truncated, _ = env.step(act(obs))
+                total, done = total + float(r), terminated or truncated
+        means.append(total / episodes)
+    env.close()
+    return means[0], means[1]
+
+
+@pytest.mark.expensive
+@pytest.mark.parametrize("env_id, tag", [("CartPole-v1", "cartpole"), ("Pendulum-v1", "pendulum")])
+def test_a_fresh_ppo_on_the_learned_reward_alone_reaches_90_percent_of_the_expert(
+    env_id, tag, tmp_path
+):
+    """Quality bar, seeded, trained for real: reward recovery from 10 expert episodes.
+
+    AIRL (config/airl_<tag>.yaml) learns the reward; a fresh PPO learner
+    (config/ppo_<tag>.yaml) is trained on the saved reward.pt alone (the env's reward
+    hidden) and evaluated on the env's own return over 50 episodes, normalised between
+    uniformly random actions (0) and the scripted expert (1) on the same seeds. Interaction
+    budgets: CartPole 40,960 env steps for AIRL + 40,960 for the fresh PPO (about 1.5 min
+    here); Pendulum 102,400 + 204,800 (about 5 min). Measured with seed 0: 0.98 (CartPole) and
+    0.98 (Pendulum); the control of bench/bench_airl.py (an untrained reward network,
+    calibrated the same way) stays far below (docs/benchmarks.md, "AIRL").
+    """
+    from il_core.config import load_yaml
+
+    torch.set_num_threads(1)
+    collect(env_id, "auto", 10, 0, tmp_path / "demos")
+    airl_cfg = load_yaml(f"config/airl_{tag}.yaml")
+    airl_cfg.update(eval_every_steps=0, final_eval_episodes=0)
+    airl = train_airl(tmp_path / "demos", tmp_path / "airl", airl_cfg, seed=0)
+    assert airl["reward_calibrated"], airl
+    ppo_cfg = load_yaml(f"config/ppo_{tag}.yaml")
+    ppo_cfg.update(eval_every_steps=0, final_eval_episodes=50, final_eval_seed=1000)
+    fresh = train_ppo(env_id, tmp_path / "ppo", ppo_cfg, seed=0, reward=airl["reward_file"])
+    expert, random = _reference_returns(env_id, 50, 1000)
+    normalised = (fresh["mean_return"] - random) / (expert - random)
+    assert normalised >= 0.9, (fresh["mean_return"], expert, random, normalised)

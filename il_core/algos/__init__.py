@@ -1,4 +1,4 @@
-"""Beyond plain cloning: DAgger and expert-gated DAgger, BCO, goal-conditioned BC, GAIL.
+"""Beyond plain cloning: DAgger and expert-gated DAgger, BCO, goal-conditioned BC, GAIL, AIRL.
 
 Each algorithm is a module of this package, usable from Python and from the ``il-core``
 command line: a module that defines ``add_cli(subparsers)`` adds its own subcommand

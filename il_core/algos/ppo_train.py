@@ -7,9 +7,9 @@ final evaluation on the env's own reward, ``metrics.jsonl``, the summary and the
 (``make_reward``) and what it saves beside the actor.
 
 ``il-core ppo`` trains a policy on an env's reward or, with ``--reward FILE``, on a learned
-reward saved by ``il-core airl`` (:mod:`il_core.reward`): the envs are wrapped in
-:class:`~il_core.reward.LearnedRewardWrapper`, so the learner never sees the env's own
-reward; only the evaluation reads it, to report the return the task defines::
+reward saved by ``il-core airl`` (:mod:`il_core.reward`): rollouts are scored with it and the
+training envs' own reward is hidden (:class:`~il_core.reward.HiddenRewardWrapper`), so the
+learner never sees it; only the evaluation reads it, to report the return the task defines::
 
     il-core ppo --env CartPole-v1 --reward runs/cp/airl/reward.pt \
         --config config/ppo_cartpole.yaml --seed 0 --out runs/cp/ppo_on_airl
@@ -293,28 +293,39 @@ def train_ppo(
         out: Output directory (see :func:`run_ppo`).
         config: A :class:`PPOTrainConfig` or a dict of it.
         seed: See :func:`run_ppo`.
-        reward: A learned reward (``reward.pt`` of ``il-core airl``): every training env is
-            wrapped in :class:`~il_core.reward.LearnedRewardWrapper`, and the actor
-            normalises its inputs with the reward's own statistics (from the expert data
-            the reward was learned on). None: the env's reward, with statistics of a short
-            uniformly random rollout.
+        reward: A learned reward (``reward.pt`` of ``il-core airl``): rollouts are scored
+            with it (the values :class:`~il_core.reward.LearnedRewardWrapper` gives, one
+            batched call per rollout), the training envs' own reward is hidden
+            (:class:`~il_core.reward.HiddenRewardWrapper`), and the actor normalises its
+            inputs with the reward's statistics (of the expert data it was learned on).
+            None: the env's reward, with statistics of a short uniformly random rollout.
         config_where: Name of the config's source for error messages.
 
     Returns:
         The summary of :func:`run_ppo`, plus ``reward_file``. ``mean_return`` is always
         the env's own return (evaluation is never wrapped).
     """
-    from il_core.reward import LearnedRewardWrapper, load_learned_reward
+    from il_core.reward import HiddenRewardWrapper, load_learned_reward
 
     if not isinstance(config, PPOTrainConfig):
         config = from_dict(PPOTrainConfig, config, config_where)
     wrap: Callable[[gym.Env], gym.Env] | None = None
+    make_reward: MakeReward | None = None
     if reward is not None:
         learned = load_learned_reward(reward)
         spec, stats = learned.spec, learned.stats
 
-        def wrap(env: gym.Env) -> gym.Env:
-            return LearnedRewardWrapper(env, learned)
+        def score(rollout: Rollout) -> torch.Tensor:
+            # r of the state acted in (and its action, for an r(s, a)): what
+            # LearnedRewardWrapper gives per step, here in one call per rollout.
+            with torch.no_grad():
+                acts = rollout.flat_actions() if learned.use_action else None
+                return learned(rollout.flat_obs(), acts).reshape(rollout.values.shape)
+
+        wrap = HiddenRewardWrapper  # the env's reward never reaches the learner
+
+        def make_reward(ac: ActorCritic, gen: torch.Generator) -> tuple[RewardFn, dict]:
+            return score, {}
 
     else:
         spec, stats = _random_rollout_stats(env_id, seed)
@@ -326,6 +337,7 @@ def train_ppo(
         seed=seed,
         spec=spec,
         stats=stats,
+        make_reward=make_reward,
         wrap_env=wrap,
         train_info={"reward_file": str(Path(reward).resolve()) if reward else None},
     )
