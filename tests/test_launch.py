@@ -551,7 +551,15 @@ def test_sim_policy_launch_runs_under_the_humble_launch_api(env, ws, tmp_path):
         launched.wait_for_log(rf"^launch {humble}", 30)  # Humble's launch package is the one
         probe.wait_for(lambda: len(_events(sim, "done")) >= 2, 120, "2 episodes")
         launched.interrupt()
-        launched.assert_clean_exit(SIM_NODES["sim_policy.launch.py"], launched.wait(30))
+        # Right after a pip install, the robot and the inference node start at once beside
+        # this test on 2 cores: an observation can reach the inference node later than its
+        # max_age_s in the first ticks (1 of about 5 runs, 199 ms for 150), and the node
+        # rightly stops safely and says so, as in the robot-command tests above. This test
+        # is about Humble's launch API; test_sim_loop_record_train_policy_dagger_with_clean_
+        # sigint_shutdowns holds the zero-warning bar. Nothing else may warn.
+        launched.assert_clean_exit(
+            SIM_NODES["sim_policy.launch.py"], launched.wait(30), r"safe stop: observation stale"
+        )
     finally:
         launched.kill()
         probe.close()
