@@ -110,3 +110,43 @@ def test_ddp_two_processes_gloo(tmp_path, cartpole_data):
     assert policy.predict_action_chunk({"state": np.zeros((1, 4), np.float32)}).shape == (1,)
     # Both ranks printed the summary line; rank 0 wrote the checkpoint once.
     assert proc.stdout.count('"checkpoint"') == 2
+
+
+def _same(a, b) -> None:
+    if isinstance(b, dict):
+        assert set(a) == set(b)
+        for k in b:
+            _same(a[k], b[k])
+    else:
+        assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "history, horizon, batch, rank, world, start, steps, chunk_bytes",
+    [
+        (1, 1, 32, 0, 1, 0, 300, None),
+        (2, 4, 7, 1, 2, 5, 200, None),
+        (3, 2, 64, 0, 1, 17, 90, 20000),
+    ],
+)
+def test_chunked_batches_equal_the_per_step_batches(
+    cartpole_data, monkeypatch, history, horizon, batch, rank, world, start, steps, chunk_bytes
+):
+    """The in-process loop gathers many steps' windows at once: value for value the same."""
+    import il_core.train as T
+    from il_core.batch import to_torch
+    from il_core.data import EpisodeDataset
+
+    if chunk_bytes:  # a chunk of a few steps: chunk boundaries inside epochs
+        monkeypatch.setattr(T, "_CHUNK_BYTES", chunk_bytes)
+    ds = EpisodeDataset(cartpole_data)
+    idx = ds.step_indices()
+
+    def batches() -> T._WindowBatches:
+        sampler = T._BatchSampler(idx, batch, 3, rank, world)
+        return T._WindowBatches(ds, sampler, history, horizon, None, start, steps)
+
+    ref, chunked = batches(), T._ChunkedBatches(batches(), torch.device("cpu"), False)
+    for step in range(start, steps):
+        _same(chunked(step), to_torch(ref.batch(step), torch.device("cpu")))
+    assert chunked._steps_per_chunk > 1  # it did chunk

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -67,23 +66,42 @@ class BCPolicy(Policy):
         return self.head(feats).reshape(feats.shape[0], self.config.horizon, self.out_per_step)
 
     def forward(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, float]]:
-        """Masked BC loss on a batch of windows; logs ``loss`` (and ``accuracy`` if discrete)."""
-        out = self._head(batch[OBS])
+        """Masked BC loss on a batch of windows; logs ``loss`` (and ``accuracy`` if discrete).
+
+        Args:
+            batch: ``OBS`` ``{key: (B, k, ...)}``, ``ACTION`` ``(B, h, D)`` float or
+                ``(B, h)`` int64, ``ACTION_MASK`` ``(B, h)`` bool.
+
+        Returns:
+            The masked mean loss (a 0-dim tensor) and its logs as floats.
+        """
+        feats = self.encoder(self.normalizer.normalize_obs(batch[OBS]))  # (B, F)
+        flat = self.head(feats)  # (B, h * out)
         target = batch[ACTION]
-        mask = batch[ACTION_MASK].to(out.dtype)
-        denom = mask.sum().clamp_min(1.0)
         if self.discrete:
-            ce = F.cross_entropy(
-                out.reshape(-1, self.out_per_step), target.reshape(-1), reduction="none"
-            ).reshape(mask.shape)
+            # Per chunk step, flattened: (B * h, C) logits, (B * h,) classes and mask. The
+            # masked sums over a contiguous (B * h,) are the same as over (B, h), with fewer
+            # reshapes to record and to differentiate (none at all for h = 1).
+            logits = flat if self.config.horizon == 1 else flat.reshape(-1, self.out_per_step)
+            classes = target.reshape(-1)
+            valid = batch[ACTION_MASK].reshape(-1)
+            mask = valid.to(logits.dtype)
+            denom = mask.sum().clamp_min(1.0)
+            ce = F.cross_entropy(logits, classes, reduction="none")  # (B * h,)
             loss = (ce * mask).sum() / denom
-            with torch.no_grad():
-                acc = ((out.argmax(-1) == target).to(out.dtype) * mask).sum() / denom
-            return loss, {"loss": float(loss.detach()), "accuracy": float(acc)}
+            # Correct and valid, counted as an integer: the same value as the float32 sum
+            # of 0/1 products (exact below 2**24) with one op fewer. No autograd to disable:
+            # argmax and comparisons record none.
+            correct = (logits.argmax(-1) == classes).logical_and_(valid)
+            acc = correct.sum() / denom
+            return loss, {"loss": loss.item(), "accuracy": acc.item()}
+        out = flat.reshape(feats.shape[0], self.config.horizon, self.out_per_step)  # (B, h, D)
+        mask = batch[ACTION_MASK].to(out.dtype)  # (B, h)
+        denom = mask.sum().clamp_min(1.0)
         tgt = self.normalizer.normalize_action(target.to(out.dtype))
         err = (out - tgt).abs() if self.config.loss == "l1" else (out - tgt).square()
         loss = (err.mean(-1) * mask).sum() / denom
-        return loss, {"loss": float(loss.detach())}
+        return loss, {"loss": loss.item()}
 
     def predict_chunk_tensor(self, obs: dict[str, Tensor]) -> Tensor:
         """Raw observation history ``{key: (B, k, ...)}`` -> raw action chunk ``(B, h, ...)``."""
