@@ -199,8 +199,12 @@ def run_ppo(
                     "env_steps": steps,
                     "wall_s": round(time.perf_counter() - t0, 2),
                     "eval_return": res["mean_return"],
-                    # The training envs' reward: the scorer's where it is a learned one.
-                    "train_return": float(np.mean(recent_returns)) if recent_returns else None,
+                    # The training envs' own return (None where a wrapper hides it).
+                    "train_return": (
+                        float(np.mean(recent_returns))
+                        if recent_returns and wrap_env is None
+                        else None
+                    ),
                     **{k: float(np.mean(v)) for k, v in scorer_logs.items() if v},
                     **{k: logs[k] for k in ("entropy", "approx_kl") if k in logs},
                 }
@@ -315,17 +319,21 @@ def train_ppo(
         learned = load_learned_reward(reward)
         spec, stats = learned.spec, learned.stats
 
+        logs: dict[str, list[float]] = {"learned_reward_mean": []}
+
         def score(rollout: Rollout) -> torch.Tensor:
             # r of the state acted in (and its action, for an r(s, a)): what
             # LearnedRewardWrapper gives per step, here in one call per rollout.
             with torch.no_grad():
                 acts = rollout.flat_actions() if learned.use_action else None
-                return learned(rollout.flat_obs(), acts).reshape(rollout.values.shape)
+                r = learned(rollout.flat_obs(), acts).reshape(rollout.values.shape)
+            logs["learned_reward_mean"].append(float(r.mean()))
+            return r
 
         wrap = HiddenRewardWrapper  # the env's reward never reaches the learner
 
         def make_reward(ac: ActorCritic, gen: torch.Generator) -> tuple[RewardFn, dict]:
-            return score, {}
+            return score, logs
 
     else:
         spec, stats = _random_rollout_stats(env_id, seed)
