@@ -94,6 +94,7 @@ help:
 	@echo "  make bench      run every bench/*.py"
 	@echo "  make venv       only create/update the virtualenv"
 	@echo "  make lerobot-venv  LeRobot 0.4.4 in $(LEROBOT_VENV), where $(LEROBOT) exists"
+	@echo "  make peers-venv    the imitation library 1.0.1 in $(PEERS_VENV), for bench/bench_peers.py"
 	@echo "  make clean      remove build/, install/, log/ and caches; distclean also the venv"
 	@echo "Variables: PYTHON, VENV, CONSTRAINTS, TORCH_INDEX, ROS2_TOOLS, LEROBOT, LEROBOT_VENV,"
 	@echo "           LEROBOT_PYTHON, ROS=system|wheels,"
@@ -224,4 +225,19 @@ clean:
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) $(LEROBOT_VENV)
+	rm -rf $(VENV) $(LEROBOT_VENV) $(PEERS_VENV)
+
+# The imitation library (1.0.1; it pins gymnasium 0.29, ours is 1.x) for bench/bench_peers.py,
+# in a venv of its own, PEERS_VENV, made by PEERS_PYTHON (imitation 1.0.1 supports Python up
+# to 3.11). torch is installed first and alone, held at CONSTRAINTS' pin and tried from
+# TORCH_INDEX as in the main venv, so that imitation's loose torch requirement does not pull
+# a CUDA build. Idempotent: a venv that already holds imitation 1.0.1 is left as it is; the
+# script installs the same when it finds no venv (`--peers-venv PATH` reuses another).
+PEERS_VENV ?= .venv-peers
+PEERS_PYTHON ?= python3.11
+
+.PHONY: peers-venv
+peers-venv: venv
+	$(IN_VENV) python bench/bench_peers.py --setup-only --peers-venv="$(PEERS_VENV)" \
+	  --peers-python="$(PEERS_PYTHON)" --constraints="$(CONSTRAINTS)" \
+	  --torch-index="$(TORCH_INDEX)" --pip-flags="$(PIP_FLAGS)"
