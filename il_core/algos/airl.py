@@ -58,7 +58,7 @@ from torch import Tensor, nn
 from il_core.algos.gail import _dataset_env, gail_discriminator_loss
 from il_core.algos.ppo import ActorCritic, RewardFn, Rollout
 from il_core.algos.ppo_train import (
-    PPOTrainConfig,
+    DemoRunConfig,
     actor_critic_state,
     add_run_arguments,
     finish_summary,
@@ -132,27 +132,19 @@ class AIRLRewardConfig:
 
 
 @dataclass
-class AIRLConfig(PPOTrainConfig):
+class AIRLConfig(DemoRunConfig):
     """Everything ``il-core airl`` reads from its YAML config (``config/airl_*.yaml``).
 
-    The run's budget, actor, PPO and evaluation settings of :class:`PPOTrainConfig`, and:
+    The run's budget, actor, PPO, evaluation and demonstration settings of
+    :class:`~il_core.algos.ppo_train.DemoRunConfig`, and:
 
     Attributes:
         reward: Reward and shaping networks.
-        expert_episodes: Use only the first this many episodes of the data (None: all).
     """
 
     reward: AIRLRewardConfig = field(
         default_factory=AIRLRewardConfig, metadata={"help": "reward network settings"}
     )
-    expert_episodes: int | None = field(
-        default=None, metadata={"help": "use the first N expert episodes (null: all)"}
-    )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.expert_episodes is not None and self.expert_episodes < 1:
-            raise ConfigError(f"expert_episodes must be >= 1 or null, got {self.expert_episodes}")
 
 
 class AIRLDiscriminator(nn.Module):

@@ -52,7 +52,7 @@ from torch.distributions import Categorical
 
 from il_core.algos.ppo import ActorCritic, RewardFn, Rollout
 from il_core.algos.ppo_train import (
-    PPOTrainConfig,
+    DemoRunConfig,
     actor_critic_state,
     add_run_arguments,
     finish_summary,
@@ -118,27 +118,19 @@ class DiscriminatorConfig:
 
 
 @dataclass
-class GAILConfig(PPOTrainConfig):
+class GAILConfig(DemoRunConfig):
     """Everything ``il-core gail`` reads from its YAML config (``config/gail_*.yaml``).
 
-    The run's budget, actor, PPO and evaluation settings of :class:`PPOTrainConfig`, and:
+    The run's budget, actor, PPO, evaluation and demonstration settings of
+    :class:`~il_core.algos.ppo_train.DemoRunConfig`, and:
 
     Attributes:
         discriminator: Discriminator settings.
-        expert_episodes: Use only the first this many episodes of the data (None: all).
     """
 
     discriminator: DiscriminatorConfig = field(
         default_factory=DiscriminatorConfig, metadata={"help": "discriminator settings"}
     )
-    expert_episodes: int | None = field(
-        default=None, metadata={"help": "use the first N expert episodes (null: all)"}
-    )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.expert_episodes is not None and self.expert_episodes < 1:
-            raise ConfigError(f"expert_episodes must be >= 1 or null, got {self.expert_episodes}")
 
 
 # --------------------------------------------------------------------------- discriminator

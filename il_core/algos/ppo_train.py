@@ -36,6 +36,7 @@ from il_core.policies.bc.configuration import BCConfig
 from il_core.spec import DatasetSpec
 
 __all__ = [
+    "DemoRunConfig",
     "PPOTrainConfig",
     "actor_critic_state",
     "add_cli",
@@ -102,6 +103,24 @@ class PPOTrainConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.eval_episodes < 1:
             raise ConfigError(f"eval_episodes must be >= 1, got {self.eval_episodes}")
+
+
+@dataclass
+class DemoRunConfig(PPOTrainConfig):
+    """A PPO run that learns from expert demonstrations (GAIL, AIRL): which of them to use.
+
+    Attributes:
+        expert_episodes: Use only the first this many episodes of the data (None: all).
+    """
+
+    expert_episodes: int | None = field(
+        default=None, metadata={"help": "use the first N expert episodes (null: all)"}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.expert_episodes is not None and self.expert_episodes < 1:
+            raise ConfigError(f"expert_episodes must be >= 1 or null, got {self.expert_episodes}")
 
 
 #: Builds the rollout scorer once the actor-critic exists (AIRL's discriminator reads the
