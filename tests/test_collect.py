@@ -200,7 +200,7 @@ def test_collect_errors_leave_no_dataset(tmp_path):
     with pytest.raises(ExpertError, match="unknown expert 'nope'"):
         collect("CartPole-v1", "nope", 1, 0, out)
     with pytest.raises(ExpertError, match="no default expert"):
-        collect("Pendulum-v1", "auto", 1, 0, out)
+        collect("Acrobot-v1", "auto", 1, 0, out)
     with pytest.raises(UnknownEnvError, match="NoSuchEnv-v0"):
         collect("NoSuchEnv-v0", "auto", 1, 0, out)
     with pytest.raises(ValueError, match="episodes"):
