@@ -12,8 +12,10 @@
 Whatever the source, Joy buttons (``joy_topic``; empty = no Joy) give a deadman
 (``deadman_button``): the command is the source's only while it is held, else zero (for
 ``safe_stop: zero`` commands) or nothing at all (``hold`` commands: publishing zeros to a
-position controller would move the arm). The deadman state is published as
-``std_msgs/Bool`` on ``deadman_topic`` (latched, on change) for the DAgger gate. Buttons
+position controller would move the arm). Whether the operator's command passes (the button
+held and the source's input fresh) is published as ``std_msgs/Bool`` on ``deadman_topic``
+(latched, on change) for the recorder's labels and the DAgger gate: released before an idle
+command, held after the operator's first. Buttons
 publish ``start``, ``stop``, ``discard``, ``success`` and ``failure`` on
 :data:`~il_ros.common.EPISODE_CONTROL_TOPIC` when pressed (edge-triggered). A source or Joy
 message older than ``input_timeout_s`` counts as absent (deadman released). Malformed input
@@ -549,11 +551,15 @@ class TeleopNode(Node):
 
     def _tick(self) -> None:
         now = time.monotonic()
-        enabled = self._enabled(now)
-        self._publish_deadman(enabled)
         latest = self.action
         fresh = latest is not None and now - latest[1] <= self.params["input_timeout_s"]
-        if enabled and latest is not None and fresh:
+        # The deadman topic says "the operator's command is passing": held and fresh input.
+        # A held button over a stale source (the puck or leader arm went quiet) commands
+        # zero, and a zero recorded as held would be a fabricated expert label.
+        commanding = self._enabled(now) and latest is not None and fresh
+        if not commanding:
+            self._publish_deadman(False)  # released before the idle command goes out
+        if commanding and latest is not None:
             action = self.action_spec.clip(latest[0])
         elif self.sink.safe_stop == "zero":
             action = self.zero
@@ -561,6 +567,10 @@ class TeleopNode(Node):
             return  # a position command holds by itself; zeros would move the arm
         self.cmd_pub.publish(encode_command(self.sink, action, stamp_now(self), self.period))
         self.commands_sent += 1
+        if commanding:
+            # Held only once the operator's command is out, so that a recorder never sees
+            # "held" beside the idle command that preceded it.
+            self._publish_deadman(True)
 
     def safe_stop(self) -> None:
         """Release: deadman false, and a zero command for ``safe_stop: zero`` commands."""
