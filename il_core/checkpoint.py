@@ -54,6 +54,19 @@ def save_checkpoint(path: str | Path, policy: Policy, extra: dict[str, Any] | No
         "state_dict": {k: v.detach().cpu() for k, v in policy.state_dict().items()},
     }
     data.update(extra or {})
+    return atomic_torch_save(path, data)
+
+
+def atomic_torch_save(path: str | Path, data: dict[str, Any]) -> Path:
+    """``torch.save`` to a temporary file, fsync, then rename: never a half-written file.
+
+    Used for policy checkpoints and learned rewards (:mod:`il_core.reward`).
+
+    Returns:
+        The path written (its directory is created if needed).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         # mkstemp creates 0600 files; a checkpoint is meant to be shared with the robot user.

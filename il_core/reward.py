@@ -29,9 +29,7 @@ Shapes: B samples, D_key observation size, A action dimension, C classes.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, SupportsFloat
@@ -43,6 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import il_core
+from il_core.checkpoint import atomic_torch_save
 from il_core.normalize import Normalizer
 from il_core.policies.encoders import mlp
 from il_core.spec import DatasetSpec, SpecError
@@ -182,8 +181,6 @@ def save_learned_reward(
     Returns:
         The path written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -194,18 +191,7 @@ def save_learned_reward(
         "state_dict": {k: v.detach().cpu() for k, v in reward.state_dict().items()},
         "meta": dict(meta or {}),
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            torch.save(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_torch_save(path, data)
 
 
 def load_learned_reward(path: str | Path) -> LearnedReward:
